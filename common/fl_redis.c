@@ -1,0 +1,341 @@
+#include "fl_redis.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl_id.h"
+#include "fl_log.h"
+
+/* One accepted command. Lives until hiredis calls back (always exactly once, with NULL on
+ * disconnect), even after its deadline fired: `done` then says the user was already told. */
+typedef struct redis_cmd {
+    fl_redis_t *redis;
+    struct redis_cmd *prev, *next;
+    uint64_t deadline;
+    bool done;
+    fl_redis_reply_cb cb;
+    void *arg;
+    /* For the NOSCRIPT fallback: a copy of the EVALSHA argv. */
+    const fl_redis_script_t *script;
+    int argc;
+    char **argv;
+    size_t *argvlen;
+} redis_cmd_t;
+
+struct fl_redis {
+    uv_loop_t *loop;
+    redisAsyncContext *ac;
+    bool connected;
+    bool closing;
+    char *host;
+    int port;
+    int timeout_ms;
+    int backoff_ms, backoff_max_ms, backoff_cur;
+    uv_timer_t deadline_timer;
+    uv_timer_t reconnect_timer;
+    int open_handles;
+    redis_cmd_t *head, *tail; /* pending, oldest first */
+    fl_redis_state_cb state_cb;
+    void *state_arg;
+    unsigned long errors;
+};
+
+static void redis_connect(fl_redis_t *redis);
+
+static void cmd_unlink(fl_redis_t *redis, redis_cmd_t *cmd) {
+    if (cmd->prev)
+        cmd->prev->next = cmd->next;
+    else
+        redis->head = cmd->next;
+    if (cmd->next)
+        cmd->next->prev = cmd->prev;
+    else
+        redis->tail = cmd->prev;
+    cmd->prev = cmd->next = NULL;
+}
+
+static void cmd_free(redis_cmd_t *cmd) {
+    for (int i = 0; i < cmd->argc; i++)
+        free(cmd->argv[i]);
+    free(cmd->argv);
+    free(cmd->argvlen);
+    free(cmd);
+}
+
+static void cmd_finish(redis_cmd_t *cmd, redisReply *reply, int err) {
+    if (cmd->done)
+        return;
+    cmd->done = true;
+    if (err != 0 && err != FL_EREDIS)
+        cmd->redis->errors++;
+    else if (err == FL_EREDIS && reply == NULL)
+        cmd->redis->errors++;
+    cmd->cb(cmd->arg, reply, err);
+}
+
+static void set_state(fl_redis_t *redis, bool up) {
+    if (redis->connected == up)
+        return;
+    redis->connected = up;
+    if (redis->state_cb && !redis->closing)
+        redis->state_cb(redis->state_arg, up);
+}
+
+static void schedule_reconnect(fl_redis_t *redis) {
+    if (redis->closing)
+        return;
+    int delay = redis->backoff_cur;
+    redis->backoff_cur = redis->backoff_cur * 2 > redis->backoff_max_ms ? redis->backoff_max_ms
+                                                                        : redis->backoff_cur * 2;
+    fl_debug("redis: reconnecting in %d ms", delay);
+    uv_timer_start(&redis->reconnect_timer, (uv_timer_cb)redis_connect, (uint64_t)delay, 0);
+}
+
+static int send_cmd(fl_redis_t *redis, redis_cmd_t *cmd, int argc, const char **argv,
+                    const size_t *argvlen);
+
+static void reply_cb(redisAsyncContext *ac, void *r, void *privdata) {
+    redis_cmd_t *cmd = privdata;
+    fl_redis_t *redis = cmd->redis;
+    redisReply *reply = r;
+    cmd_unlink(redis, cmd);
+    if (reply == NULL) {
+        cmd_finish(cmd, NULL, FL_EREDIS);
+        cmd_free(cmd);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && cmd->script != NULL && !cmd->done &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && redis->connected && !redis->closing) {
+        /* The server lost its script cache (restart, SCRIPT FLUSH): resend as EVAL. */
+        free(cmd->argv[0]);
+        cmd->argv[0] = strdup("EVAL");
+        cmd->argvlen[0] = 4;
+        free(cmd->argv[1]);
+        cmd->argv[1] = strdup(cmd->script->source);
+        cmd->argvlen[1] = strlen(cmd->script->source);
+        if (cmd->argv[0] == NULL || cmd->argv[1] == NULL)
+            abort();
+        cmd->script = NULL;
+        if (send_cmd(redis, cmd, cmd->argc, (const char **)cmd->argv, cmd->argvlen) == 0)
+            return;
+        cmd_finish(cmd, NULL, FL_EREDIS);
+        cmd_free(cmd);
+        return;
+    }
+    (void)ac;
+    cmd_finish(cmd, reply, reply->type == REDIS_REPLY_ERROR ? FL_EREDIS : 0);
+    cmd_free(cmd);
+}
+
+static int send_cmd(fl_redis_t *redis, redis_cmd_t *cmd, int argc, const char **argv,
+                    const size_t *argvlen) {
+    if (!redis->connected || redis->ac == NULL || redis->closing)
+        return FL_EREDIS;
+    if (redisAsyncCommandArgv(redis->ac, reply_cb, cmd, argc, argv, argvlen) != REDIS_OK)
+        return FL_EREDIS;
+    cmd->deadline = uv_now(redis->loop) + (uint64_t)redis->timeout_ms;
+    cmd->prev = redis->tail;
+    cmd->next = NULL;
+    if (redis->tail)
+        redis->tail->next = cmd;
+    else
+        redis->head = cmd;
+    redis->tail = cmd;
+    return 0;
+}
+
+static void deadline_cb(uv_timer_t *timer) {
+    fl_redis_t *redis = timer->data;
+    if (redis->head == NULL || redis->head->deadline > uv_now(redis->loop))
+        return;
+    fl_warn("redis: command timed out after %d ms; dropping the connection", redis->timeout_ms);
+    for (redis_cmd_t *c = redis->head; c != NULL; c = c->next)
+        cmd_finish(c, NULL, FL_ETIMEOUT);
+    /* Freeing calls every pending reply_cb with NULL (already finished: they only free) and then
+     * the disconnect callback, which schedules the reconnect. */
+    if (redis->ac != NULL) {
+        redisAsyncContext *ac = redis->ac;
+        redis->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    if (redis->connected) {
+        set_state(redis, false);
+        schedule_reconnect(redis);
+    }
+}
+
+static void connect_cb(const redisAsyncContext *ac, int status) {
+    fl_redis_t *redis = ac->data;
+    if (status != REDIS_OK) {
+        fl_warn("redis: connect to %s:%d failed: %s", redis->host, redis->port, ac->errstr);
+        redis->ac = NULL; /* hiredis frees a context whose connect failed */
+        set_state(redis, false);
+        schedule_reconnect(redis);
+        return;
+    }
+    fl_info("redis: connected to %s:%d", redis->host, redis->port);
+    redis->backoff_cur = redis->backoff_ms;
+    set_state(redis, true);
+}
+
+static void disconnect_cb(const redisAsyncContext *ac, int status) {
+    fl_redis_t *redis = ac->data;
+    redis->ac = NULL;
+    if (!redis->closing)
+        fl_warn("redis: disconnected from %s:%d%s%s", redis->host, redis->port,
+                status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
+    set_state(redis, false);
+    schedule_reconnect(redis);
+}
+
+static void redis_connect(fl_redis_t *redis) {
+    if (redis->closing || redis->ac != NULL)
+        return;
+    redisAsyncContext *ac = redisAsyncConnect(redis->host, redis->port);
+    if (ac == NULL)
+        abort();
+    if (ac->err) {
+        fl_warn("redis: connect to %s:%d failed: %s", redis->host, redis->port, ac->errstr);
+        redisAsyncFree(ac);
+        schedule_reconnect(redis);
+        return;
+    }
+    ac->data = redis;
+    if (redisLibuvAttach(ac, redis->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule_reconnect(redis);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, connect_cb);
+    redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    redis->ac = ac;
+}
+
+int fl_redis_new(uv_loop_t *loop, const fl_redis_opts_t *opts, fl_redis_state_cb state_cb,
+                 void *state_arg, fl_redis_t **out, fl_error_t *err) {
+    if (opts->host == NULL || opts->port <= 0 || opts->timeout_ms <= 0)
+        return fl_error_set(err, FL_EINVAL, false, "redis: bad options");
+    fl_redis_t *redis = calloc(1, sizeof(*redis));
+    if (redis == NULL)
+        abort();
+    redis->loop = loop;
+    redis->host = strdup(opts->host);
+    if (redis->host == NULL)
+        abort();
+    redis->port = opts->port;
+    redis->timeout_ms = opts->timeout_ms;
+    redis->backoff_ms = opts->backoff_ms > 0 ? opts->backoff_ms : 100;
+    redis->backoff_max_ms =
+        opts->backoff_max_ms >= redis->backoff_ms ? opts->backoff_max_ms : redis->backoff_ms;
+    redis->backoff_cur = redis->backoff_ms;
+    redis->state_cb = state_cb;
+    redis->state_arg = state_arg;
+    uv_timer_init(loop, &redis->deadline_timer);
+    uv_timer_init(loop, &redis->reconnect_timer);
+    redis->deadline_timer.data = redis;
+    redis->reconnect_timer.data = redis;
+    redis->open_handles = 2;
+    uint64_t tick = (uint64_t)(redis->timeout_ms < 200 ? redis->timeout_ms / 4 + 1 : 50);
+    uv_timer_start(&redis->deadline_timer, deadline_cb, tick, tick);
+    redis_connect(redis);
+    *out = redis;
+    return 0;
+}
+
+static void handle_closed(uv_handle_t *h) {
+    fl_redis_t *redis = h->data;
+    if (--redis->open_handles == 0) {
+        free(redis->host);
+        free(redis);
+    }
+}
+
+void fl_redis_close(fl_redis_t *redis) {
+    if (redis == NULL || redis->closing)
+        return;
+    redis->closing = true;
+    for (redis_cmd_t *c = redis->head; c != NULL; c = c->next)
+        cmd_finish(c, NULL, FL_EREDIS);
+    if (redis->ac != NULL) {
+        redisAsyncContext *ac = redis->ac;
+        redis->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    redis->connected = false;
+    uv_close((uv_handle_t *)&redis->deadline_timer, handle_closed);
+    uv_close((uv_handle_t *)&redis->reconnect_timer, handle_closed);
+}
+
+bool fl_redis_up(const fl_redis_t *redis) {
+    return redis != NULL && redis->connected;
+}
+
+unsigned long fl_redis_error_count(const fl_redis_t *redis) {
+    return redis->errors;
+}
+
+static redis_cmd_t *cmd_new(fl_redis_t *redis, fl_redis_reply_cb cb, void *arg) {
+    redis_cmd_t *cmd = calloc(1, sizeof(*cmd));
+    if (cmd == NULL)
+        abort();
+    cmd->redis = redis;
+    cmd->cb = cb;
+    cmd->arg = arg;
+    return cmd;
+}
+
+int fl_redis_command(fl_redis_t *redis, int argc, const char **argv, const size_t *argvlen,
+                     fl_redis_reply_cb cb, void *arg) {
+    redis_cmd_t *cmd = cmd_new(redis, cb, arg);
+    int rc = send_cmd(redis, cmd, argc, argv, argvlen);
+    if (rc != 0) {
+        redis->errors++;
+        cmd_free(cmd);
+    }
+    return rc;
+}
+
+void fl_redis_script_init(fl_redis_script_t *script, const char *source) {
+    script->source = source;
+    fl_sha1_hex(source, script->sha);
+}
+
+int fl_redis_eval(fl_redis_t *redis, const fl_redis_script_t *script, int numkeys, int argc,
+                  const char **argv, const size_t *argvlen, fl_redis_reply_cb cb, void *arg) {
+    redis_cmd_t *cmd = cmd_new(redis, cb, arg);
+    cmd->script = script;
+    cmd->argc = argc + 3;
+    cmd->argv = calloc((size_t)cmd->argc, sizeof(char *));
+    cmd->argvlen = calloc((size_t)cmd->argc, sizeof(size_t));
+    if (cmd->argv == NULL || cmd->argvlen == NULL)
+        abort();
+    char nk[16];
+    snprintf(nk, sizeof(nk), "%d", numkeys);
+    const char *head[3] = {"EVALSHA", script->sha, nk};
+    for (int i = 0; i < 3; i++) {
+        cmd->argvlen[i] = strlen(head[i]);
+        cmd->argv[i] = strdup(head[i]);
+    }
+    for (int i = 0; i < argc; i++) {
+        size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+        cmd->argv[i + 3] = malloc(n + 1);
+        if (cmd->argv[i + 3] == NULL)
+            abort();
+        memcpy(cmd->argv[i + 3], argv[i], n);
+        cmd->argv[i + 3][n] = '\0';
+        cmd->argvlen[i + 3] = n;
+    }
+    for (int i = 0; i < 3; i++)
+        if (cmd->argv[i] == NULL)
+            abort();
+    int rc = send_cmd(redis, cmd, cmd->argc, (const char **)cmd->argv, cmd->argvlen);
+    if (rc != 0) {
+        redis->errors++;
+        cmd_free(cmd);
+    }
+    return rc;
+}
