@@ -58,7 +58,6 @@ string(APPEND c "const fl_schema_src_t fl_schema_srcs[] = {\n${rows}")
 string(APPEND c "    {NULL, 0, NULL, NULL, 0},\n};\n\n")
 string(APPEND c "const size_t fl_schema_srcs_len = ${count};\n")
 
-# Write through a temporary so an unchanged result does not recompile fl_core.
-file(WRITE ${OUT}.tmp "${c}")
-file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)
-file(REMOVE ${OUT}.tmp)
+# Always written, even when unchanged: an output older than its inputs would make the build
+# re-run this script every time.
+file(WRITE ${OUT} "${c}")

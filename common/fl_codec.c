@@ -88,7 +88,7 @@ uint64_t fl_crc64_avro(const void *buf, size_t len) {
 
 /* ---- names (shared by the canonical form and the schema parser) ---- */
 
-static const char *const primitive_names[] = {"null",  "boolean", "int",    "long",
+static const char *const primitive_names[] = {"null",  "boolean", "int",   "long",
                                               "float", "double",  "bytes", "string"};
 
 static int primitive_index(const char *s) {
@@ -99,8 +99,8 @@ static int primitive_index(const char *s) {
 }
 
 static bool is_named_kind(const char *type) {
-    return strcmp(type, "record") == 0 || strcmp(type, "error") == 0 ||
-           strcmp(type, "enum") == 0 || strcmp(type, "fixed") == 0;
+    return strcmp(type, "record") == 0 || strcmp(type, "error") == 0 || strcmp(type, "enum") == 0 ||
+           strcmp(type, "fixed") == 0;
 }
 
 /* Full name of a name written in namespace ns: a dotted name is already full. */
@@ -181,8 +181,7 @@ static void name_list_fini(name_list_t *l, bool free_names) {
 
 /* ---- Parsing Canonical Form ---- */
 
-static json_t *canon(json_t *s, const char *ns, name_list_t *defined, int depth,
-                     fl_error_t *err);
+static json_t *canon(json_t *s, const char *ns, name_list_t *defined, int depth, fl_error_t *err);
 
 static json_t *canon_fail(fl_error_t *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -200,30 +199,31 @@ static json_t *canon_fail(fl_error_t *err, const char *fmt, ...) {
 
 static json_t *canon_named(json_t *s, const char *type, const char *ns, name_list_t *defined,
                            int depth, fl_error_t *err) {
-    json_t *out = NULL;
+    json_t *c = NULL;
+    bool ok = false;
     char *name = definition_name(s, ns);
     char *inner_ns = NULL;
     if (name == NULL)
         return canon_fail(err, "%s without a string \"name\"", type);
     if (name_list_find(defined, name) >= 0) {
         canon_fail(err, "%s redefined", name);
-        goto fail;
+        goto out;
     }
     name_list_add(defined, xstrdup(name), NULL);
     inner_ns = namespace_of(name);
 
     /* [ORDER] name, type, fields, symbols, items, values, size. */
-    out = json_object();
-    json_object_set_new(out, "name", json_string(name));
-    json_object_set_new(out, "type", json_string(type));
+    c = json_object();
+    json_object_set_new(c, "name", json_string(name));
+    json_object_set_new(c, "type", json_string(type));
     if (strcmp(type, "record") == 0 || strcmp(type, "error") == 0) {
         json_t *fields = json_object_get(s, "fields");
         if (!json_is_array(fields)) {
             canon_fail(err, "%s: \"fields\" is not an array", name);
-            goto fail;
+            goto out;
         }
         json_t *cfields = json_array();
-        json_object_set_new(out, "fields", cfields);
+        json_object_set_new(c, "fields", cfields);
         size_t i;
         json_t *f;
         json_array_foreach(fields, i, f) {
@@ -231,11 +231,11 @@ static json_t *canon_named(json_t *s, const char *type, const char *ns, name_lis
             json_t *ftype = json_object_get(f, "type");
             if (fname == NULL || ftype == NULL) {
                 canon_fail(err, "%s: field %zu needs \"name\" and \"type\"", name, i);
-                goto fail;
+                goto out;
             }
             json_t *ct = canon(ftype, inner_ns, defined, depth + 1, err);
             if (ct == NULL)
-                goto fail;
+                goto out;
             json_t *cf = json_object();
             json_object_set_new(cf, "name", json_string(fname));
             json_object_set_new(cf, "type", ct);
@@ -245,9 +245,9 @@ static json_t *canon_named(json_t *s, const char *type, const char *ns, name_lis
         json_t *symbols = json_object_get(s, "symbols");
         if (!json_is_array(symbols)) {
             canon_fail(err, "%s: \"symbols\" is not an array", name);
-            goto fail;
+            goto out;
         }
-        json_object_set_new(out, "symbols", json_deep_copy(symbols));
+        json_object_set_new(c, "symbols", json_deep_copy(symbols));
     } else {
         /* [INTEGERS] a size may arrive as a quoted or zero-padded number. */
         json_t *size = json_object_get(s, "size");
@@ -263,22 +263,22 @@ static json_t *canon_named(json_t *s, const char *type, const char *ns, name_lis
         }
         if (n < 0) {
             canon_fail(err, "%s: fixed \"size\" is not a non-negative integer", name);
-            goto fail;
+            goto out;
         }
-        json_object_set_new(out, "size", json_integer(n));
+        json_object_set_new(c, "size", json_integer(n));
+    }
+    ok = true;
+out:
+    if (!ok) {
+        json_decref(c);
+        c = NULL;
     }
     free(name);
     free(inner_ns);
-    return out;
-fail:
-    json_decref(out);
-    free(name);
-    free(inner_ns);
-    return NULL;
+    return c;
 }
 
-static json_t *canon(json_t *s, const char *ns, name_list_t *defined, int depth,
-                     fl_error_t *err) {
+static json_t *canon(json_t *s, const char *ns, name_list_t *defined, int depth, fl_error_t *err) {
     if (depth > FL_CODEC_MAX_DEPTH)
         return canon_fail(err, "schema nested deeper than %d", FL_CODEC_MAX_DEPTH);
     if (json_is_string(s)) {
@@ -385,9 +385,9 @@ typedef enum {
     K_FIXED,
 } kind_t;
 
-static const char *const kind_names[] = {"null",   "boolean", "int",   "long",  "float",
+static const char *const kind_names[] = {"null",   "boolean", "int",    "long",   "float",
                                          "double", "bytes",   "string", "record", "enum",
-                                         "array",  "map",     "union", "fixed"};
+                                         "array",  "map",     "union",  "fixed"};
 
 typedef struct node node_t;
 
@@ -402,9 +402,10 @@ typedef struct field {
 /* How a writer record reads into a reader record, worked out when the codec loads. */
 typedef struct plan {
     const node_t *reader;
-    int *w2r;          /* per writer field: reader field index, or -1 to skip */
-    size_t *defaults;  /* reader fields the writer lacks: filled from their default */
+    int *w2r;         /* per writer field: reader field index, or -1 to skip */
+    size_t *defaults; /* reader fields the writer lacks: filled from their default */
     size_t n_defaults;
+    enum { PLAN_PENDING, PLAN_OK, PLAN_FAILED } status; /* pending: being checked (recursion) */
     struct plan *next; /* a writer record node may meet several reader nodes */
 } plan_t;
 
@@ -570,8 +571,7 @@ static node_t *parse_named(sparse_t *p, json_t *j, const char *type, const char 
                     sparse_fail(p, "%s: field '%s' defined twice", fullname, fname);
                     goto out;
                 }
-            if (!string_vector(json_object_get(f, "aliases"), NULL, &fd->aliases,
-                               &fd->n_aliases)) {
+            if (!string_vector(json_object_get(f, "aliases"), NULL, &fd->aliases, &fd->n_aliases)) {
                 sparse_fail(p, "%s.%s: \"aliases\" is not an array of strings", fullname, fname);
                 goto out;
             }
@@ -790,6 +790,20 @@ static const char *branch_name(const node_t *b) {
 
 static int json_to_value(jctx_t *c, const node_t *n, json_t *j, avro_value_t *v, int depth);
 
+/* One record field: its JSON member, else the field's default. */
+static int json_to_field(jctx_t *c, const field_t *f, json_t *fj, avro_value_t *fv, int depth) {
+    if (fj != NULL)
+        return json_to_value(c, f->type, fj, fv, depth);
+    if (f->def == NULL)
+        return jfail(c, "missing required field");
+    /* A default is Avro JSON, where a union's value belongs to its first branch. */
+    bool was_defaults = c->defaults;
+    c->defaults = true;
+    int rc = json_to_value(c, f->type, f->def, fv, depth);
+    c->defaults = was_defaults;
+    return rc;
+}
+
 static int json_to_record(jctx_t *c, const node_t *n, json_t *j, avro_value_t *v, int depth) {
     if (!json_is_object(j))
         return jfail(c, "expected object (%s), got %s", n->fullname, json_kind(j));
@@ -804,28 +818,13 @@ static int json_to_record(jctx_t *c, const node_t *n, json_t *j, avro_value_t *v
     }
     for (size_t i = 0; i < n->n_fields; i++) {
         const field_t *f = &n->fields[i];
-        size_t old = jpush(c, c->plen ? ".%s" : "%s", f->name);
-        json_t *fj = json_object_get(j, f->name);
-        bool was_defaults = c->defaults;
-        int rc = 0;
-        if (fj == NULL && f->def == NULL) {
-            rc = jfail(c, "missing required field");
-            goto next;
-        }
-        if (fj == NULL) {
-            fj = f->def;
-            c->defaults = true;
-        }
         avro_value_t fv;
-        if (v != NULL && avro_value_get_by_index(v, i, &fv, NULL) != 0) {
-            rc = avro_fail(c, "record field");
-            goto next;
-        }
-        rc = json_to_value(c, f->type, fj, v ? &fv : NULL, depth + 1);
-    next:
-        c->defaults = was_defaults;
+        size_t old = jpush(c, c->plen ? ".%s" : "%s", f->name);
+        if (v != NULL && avro_value_get_by_index(v, i, &fv, NULL) != 0)
+            return avro_fail(c, "record field");
+        int rc = json_to_field(c, f, json_object_get(j, f->name), v ? &fv : NULL, depth + 1);
         if (rc != 0)
-            return rc; /* keep the path in the message: restored by the caller's jpop */
+            return rc; /* the path stays in the message */
         jpop(c, old);
     }
     return 0;
@@ -1017,9 +1016,11 @@ static json_t *utf8_string(const char *s, size_t n) {
     size_t k = 0;
     for (size_t i = 0; i < n;) {
         const uint8_t *u = (const uint8_t *)s + i;
-        size_t len = u[0] < 0x80 ? 1 : (u[0] & 0xE0) == 0xC0 ? 2 : (u[0] & 0xF0) == 0xE0 ? 3
-                                 : (u[0] & 0xF8) == 0xF0   ? 4
-                                                           : 0;
+        size_t len = u[0] < 0x80             ? 1
+                     : (u[0] & 0xE0) == 0xC0 ? 2
+                     : (u[0] & 0xF0) == 0xE0 ? 3
+                     : (u[0] & 0xF8) == 0xF0 ? 4
+                                             : 0;
         if (len > 0 && i + len <= n) {
             json_t *probe = json_stringn(s + i, len);
             if (probe != NULL) {
@@ -1233,10 +1234,17 @@ static int check_resolvable(node_t *w, const node_t *r, int depth, fl_error_t *e
                             type_label(r));
     if (w->kind == K_ARRAY || w->kind == K_MAP)
         return check_resolvable(w->items, r->items, depth + 1, err);
-    if (w->kind != K_RECORD || plan_find(w, r) != NULL)
-        return 0; /* also stops recursive records */
+    if (w->kind != K_RECORD)
+        return 0;
+    const plan_t *seen = plan_find(w, r);
+    if (seen != NULL) /* checked already, or being checked higher up a recursive type */
+        return seen->status == PLAN_FAILED
+                   ? fl_error_set(err, FL_ESCHEMA, false, "%s cannot be read as %s", w->fullname,
+                                  r->fullname)
+                   : 0;
 
     plan_t *pl = xcalloc(1, sizeof(*pl));
+    pl->status = PLAN_FAILED; /* until the end proves otherwise */
     pl->reader = r;
     pl->w2r = xcalloc(w->n_fields, sizeof(int));
     pl->defaults = xcalloc(r->n_fields, sizeof(size_t));
@@ -1264,15 +1272,18 @@ static int check_resolvable(node_t *w, const node_t *r, int depth, fl_error_t *e
                                 r->fullname, r->fields[k].name);
         pl->defaults[pl->n_defaults++] = k;
     }
+    pl->status = PLAN_PENDING;
     for (size_t i = 0; i < w->n_fields; i++) {
         if (pl->w2r[i] < 0)
             continue;
         int rc = check_resolvable(w->fields[i].type, r->fields[pl->w2r[i]].type, depth + 1, err);
         if (rc != 0) {
+            pl->status = PLAN_FAILED;
             fl_error_prefix(err, "%s.%s: ", w->fullname, w->fields[i].name);
             return rc;
         }
     }
+    pl->status = PLAN_OK;
     return 0;
 }
 
@@ -1328,8 +1339,8 @@ static int rd_fail(rd_t *r, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return fl_error_set(r->err, FL_EDECODE, false, "datum byte %zu: %s",
-                        (size_t)(r->p - r->start), msg);
+    return fl_error_set(r->err, FL_EDECODE, false, "datum byte %zu: %s", (size_t)(r->p - r->start),
+                        msg);
 }
 
 static int rd_long(rd_t *r, int64_t *out) {
@@ -1583,7 +1594,7 @@ static int rd_datum(rd_t *r, const node_t *w, const node_t *rn, avro_value_t *v,
         }
     case K_RECORD: {
         const plan_t *pl = rn != NULL ? plan_find(w, rn) : NULL;
-        if (rn != NULL && pl == NULL)
+        if (rn != NULL && (pl == NULL || pl->status != PLAN_OK))
             return rd_fail(r, "no resolution from writer %s to reader %s", w->fullname,
                            rn->fullname);
         for (size_t i = 0; i < w->n_fields; i++) {
@@ -1614,8 +1625,7 @@ static int rd_datum(rd_t *r, const node_t *w, const node_t *rn, avro_value_t *v,
 
 /* ---- codec ---- */
 
-static int load_schema(const fl_schema_src_t *src, schema_t **out, uint64_t *fp,
-                       fl_error_t *err) {
+static int load_schema(const fl_schema_src_t *src, schema_t **out, uint64_t *fp, fl_error_t *err) {
     json_error_t jerr;
     char *canonical = NULL;
     int rc = 0;
@@ -1634,8 +1644,8 @@ static int load_schema(const fl_schema_src_t *src, schema_t **out, uint64_t *fp,
         goto out;
     }
     if (sch->root->kind != K_RECORD) {
-        rc = fl_error_set(err, FL_ESCHEMA, false, "%s: an event schema must be a record",
-                          src->path);
+        rc =
+            fl_error_set(err, FL_ESCHEMA, false, "%s: an event schema must be a record", src->path);
         goto out;
     }
     /* Defaults are checked once here so a bad one fails at start-up, not on some later event. */
@@ -1684,8 +1694,7 @@ static int type_init(fl_event_type_t *t, const fl_schema_src_t *src, fl_error_t 
     if (rc != 0)
         return rc;
     if (avro_schema_from_json_length(src->json, src->json_len, &t->schema) != 0)
-        return fl_error_set(err, FL_ESCHEMA, false, "%s: avro-c: %s", src->path,
-                            avro_strerror());
+        return fl_error_set(err, FL_ESCHEMA, false, "%s: avro-c: %s", src->path, avro_strerror());
     t->iface = avro_generic_class_from_schema(t->schema);
     if (t->iface == NULL || avro_generic_value_new(t->iface, &t->value) != 0)
         return fl_error_set(err, FL_ESCHEMA, false, "%s: avro-c value: %s", src->path,
@@ -1702,10 +1711,10 @@ static void type_fini(fl_event_type_t *t) {
     if (t->writer != NULL)
         avro_writer_free(t->writer);
     free(t->buf);
-    if (t->iface != NULL) {
+    if (t->value.iface != NULL)
         avro_value_decref(&t->value);
+    if (t->iface != NULL)
         avro_value_iface_decref(t->iface);
-    }
     if (t->schema != NULL)
         avro_schema_decref(t->schema);
     schema_free(t->reader);
@@ -1732,8 +1741,7 @@ static int add_history(fl_codec_t *codec, const fl_schema_src_t *src, fl_error_t
     /* avro-c never reads history data; parsing it anyway rejects what avro-c would reject if
      * the file ever became the current schema. */
     if (avro_schema_from_json_length(src->json, src->json_len, &check) != 0)
-        return fl_error_set(err, FL_ESCHEMA, false, "%s: avro-c: %s", src->path,
-                            avro_strerror());
+        return fl_error_set(err, FL_ESCHEMA, false, "%s: avro-c: %s", src->path, avro_strerror());
     avro_schema_decref(check);
     if ((rc = check_resolvable(sch->root, t->reader->root, 0, err)) != 0) {
         fl_error_prefix(err, "%s cannot be read as the current %s: ", src->path, t->name);
@@ -1777,9 +1785,10 @@ int fl_codec_new_from(const fl_schema_src_t *srcs, size_t n, fl_codec_t **out, f
                               codec->types[i].name);
             goto out;
         }
-        codec->versions[codec->n_versions++] = (version_t){.type = &codec->types[i],
-                                                           .fingerprint = codec->types[i].fingerprint,
-                                                           .path = codec->types[i].path};
+        codec->versions[codec->n_versions++] =
+            (version_t){.type = &codec->types[i],
+                        .fingerprint = codec->types[i].fingerprint,
+                        .path = codec->types[i].path};
     }
     for (size_t i = 0; i < n; i++)
         if (srcs[i].version != 0 && (rc = add_history(codec, &srcs[i], err)) != 0)
@@ -1879,8 +1888,7 @@ int fl_codec_encode(fl_codec_t *codec, const fl_event_type_t *ctype, avro_value_
     size_t size = 0;
     (void)codec;
     if (vs != t->schema && !avro_schema_equal(vs, t->schema))
-        return fl_error_set(err, FL_EINVAL, false, "value is not a %s",
-                            fl_event_type_full_name(t));
+        return fl_error_set(err, FL_EINVAL, false, "value is not a %s", fl_event_type_full_name(t));
     if (avro_value_sizeof(value, &size) != 0)
         return fl_error_set(err, FL_EENCODE, false, "%s: avro sizeof: %s", t->name,
                             avro_strerror());
@@ -1895,8 +1903,7 @@ int fl_codec_encode(fl_codec_t *codec, const fl_event_type_t *ctype, avro_value_
         b[2 + i] = (uint8_t)(t->fingerprint >> (8 * i));
     avro_writer_memory_set_dest(t->writer, t->buf + FL_CODEC_HEADER_LEN, (int64_t)size);
     if (avro_value_write(t->writer, value) != 0)
-        return fl_error_set(err, FL_EENCODE, false, "%s: avro write: %s", t->name,
-                            avro_strerror());
+        return fl_error_set(err, FL_EENCODE, false, "%s: avro write: %s", t->name, avro_strerror());
     if (avro_writer_tell(t->writer) != (int64_t)size)
         return fl_error_set(err, FL_EENCODE, false, "%s: avro wrote %" PRId64 " of %zu bytes",
                             t->name, avro_writer_tell(t->writer), size);
@@ -1925,9 +1932,9 @@ int fl_codec_decode(fl_codec_t *codec, const void *buf, size_t len, const fl_eve
     const version_t *ver =
         bsearch(&key, codec->versions, codec->n_versions, sizeof(key), version_cmp);
     if (ver == NULL)
-        return fl_error_set(err, FL_EFINGERPRINT, false,
-                            "unknown schema fingerprint %016" PRIx64 " (no such schema compiled in)",
-                            fp);
+        return fl_error_set(
+            err, FL_EFINGERPRINT, false,
+            "unknown schema fingerprint %016" PRIx64 " (no such schema compiled in)", fp);
 
     fl_event_type_t *t = ver->type;
     rd_t r = {.start = b + FL_CODEC_HEADER_LEN,
@@ -1952,10 +1959,11 @@ int fl_codec_decode(fl_codec_t *codec, const void *buf, size_t len, const fl_eve
         goto out;
     }
     if (ver->writer == NULL) {
-        avro_reader_memory_set_source(codec->reader, (const char *)r.start, (int64_t)(len - FL_CODEC_HEADER_LEN));
+        avro_reader_memory_set_source(codec->reader, (const char *)r.start,
+                                      (int64_t)(len - FL_CODEC_HEADER_LEN));
         if (avro_value_read(codec->reader, &t->value) != 0) {
-            rc = fl_error_set(err, FL_EDECODE, false, "%s: avro read: %s", t->name,
-                              avro_strerror());
+            rc =
+                fl_error_set(err, FL_EDECODE, false, "%s: avro read: %s", t->name, avro_strerror());
             goto out;
         }
     }

@@ -7,9 +7,9 @@
  *
  * Every schema in schemas/<type>.avsc (the current reader schema of each event type) and every
  * older version kept in schemas/history/ (writer schemas that may still be on a topic) is compiled
- * into the binary and parsed once by fl_codec_new(). A datum written with an older version is resolved
- * into the current reader schema by feedloop's own resolver (fields added with defaults take the
- * default, removed fields are skipped, promotions int->long->float->double), not avro-c's
+ * into the binary and parsed once by fl_codec_new(). A datum written with an older version is
+ * resolved into the current reader schema by feedloop's own resolver (fields added with defaults
+ * take the default, removed fields are skipped, promotions int->long->float->double), not avro-c's
  * resolved readers.
  *
  * Threads: an fl_codec_t is used from one thread (it reuses its values and buffers). */
@@ -83,14 +83,20 @@ int fl_codec_decode(fl_codec_t *codec, const void *buf, size_t len, const fl_eve
                     avro_value_t **value, fl_error_t *err);
 
 /* JSON -> Avro value of type's schema. The value must be fresh from fl_event_type_new_value()
- * or reset. Errors name the field path ("tests.unit.failed: expected integer, got string";
- * "repo: missing required field"). Fields with defaults may be omitted. Unions are written either
- * as the bare value (null, or a value matching one branch) or in Avro JSON form {"type": v}. */
+ * or reset. Returns 0 or FL_EPARSE; errors name the field path ("tests.unit.failed: expected
+ * integer, got string"; "repo: missing required field"; "unknown field 'x'"). Fields with defaults
+ * may be omitted. Unions are written either as the bare value (null, or the first non-null branch
+ * that accepts it) or in Avro JSON form {"type": v}; an object whose single key names a branch is
+ * read as the latter. Bytes and fixed are strings of U+0000..U+00FF, one character per byte
+ * (load JSON holding "\u0000" with JSON_ALLOW_NUL). Borrows json. */
 int fl_codec_from_json(const fl_event_type_t *type, json_t *json, avro_value_t *value,
                        fl_error_t *err);
 
-/* Avro value -> JSON (unions as bare values, enums as strings, bytes as strings). New reference,
- * caller decrefs. */
+/* Avro value -> JSON: unions as bare values (an unset union is null), enums as strings, bytes and
+ * fixed as strings of U+0000..U+00FF, NaN and infinities as null, invalid UTF-8 in a string as
+ * U+FFFD. New reference, caller decrefs; NULL only for a value avro-c cannot read. Bare unions
+ * are ambiguous where two branches take the same JSON type (string vs bytes/fixed/enum): reading
+ * the JSON back picks the first. */
 json_t *fl_codec_to_json(avro_value_t *value);
 
 #endif

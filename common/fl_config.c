@@ -293,6 +293,10 @@ static int load_env(fl_config_t *cfg, char **envp, fl_error_t *err) {
         name[nlen] = '\0';
         if (strcmp(name, "FEEDLOOP_CONFIG") == 0)
             continue;
+        /* Kubernetes injects <SERVICE>_SERVICE_HOST/_PORT and <SERVICE>_PORT* for a Service
+         * named "feedloop"; those are not configuration. */
+        if (strncmp(name, "FEEDLOOP_SERVICE_", 17) == 0 || strncmp(name, "FEEDLOOP_PORT", 13) == 0)
+            continue;
         char origin[300];
         snprintf(origin, sizeof(origin), "environment %s", name);
         const char *key = NULL;

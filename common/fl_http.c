@@ -517,8 +517,8 @@ static void ignore_sigpipe(void) {
     sigaction(SIGPIPE, &sa, NULL);
 }
 
-int fl_http_start(uv_loop_t *loop, const char *host, int port, fl_http_handler_cb cb,
-                  void *opaque, fl_http_t **out, fl_error_t *err) {
+int fl_http_start(uv_loop_t *loop, const char *host, int port, fl_http_handler_cb cb, void *opaque,
+                  fl_http_t **out, fl_error_t *err) {
     struct sockaddr_storage addr;
     fl_http_t *http = NULL;
     const char *what = NULL;

@@ -21,7 +21,7 @@
 
 #include "fl_err.h"
 
-#define FL_HTTP_MAX_HEAD 8192             /* request line + headers, bytes */
+#define FL_HTTP_MAX_HEAD 8192 /* request line + headers, bytes */
 #define FL_HTTP_DEFAULT_IDLE_TIMEOUT_MS 5000
 #define FL_HTTP_DEFAULT_MAX_CONNECTIONS 64
 
@@ -50,8 +50,8 @@ typedef void (*fl_http_handler_cb)(void *opaque, const char *method, const char 
  * (bad argument or address) or FL_EIO (bind/listen failed, with uv_strerror text in err) and
  * *out is NULL; the half-built server is then released by its close callback, so the caller
  * must run the loop before uv_loop_close. */
-int fl_http_start(uv_loop_t *loop, const char *host, int port, fl_http_handler_cb cb,
-                  void *opaque, fl_http_t **out, fl_error_t *err);
+int fl_http_start(uv_loop_t *loop, const char *host, int port, fl_http_handler_cb cb, void *opaque,
+                  fl_http_t **out, fl_error_t *err);
 
 /* The port the server is bound to (the ephemeral one when started with port 0). */
 int fl_http_port(const fl_http_t *http);
@@ -69,10 +69,10 @@ void fl_http_stop(fl_http_t *http);
 /* ---- request parsing (pure: no I/O; exposed for tests) ------------------------------------ */
 
 typedef struct fl_http_request {
-    const char *method;   /* "GET" or "HEAD" (static) */
-    const char *path;     /* points into the parsed buffer; not NUL-terminated */
-    size_t path_len;      /* query string excluded */
-    size_t head_len;      /* bytes of request line + headers + empty line */
+    const char *method; /* "GET" or "HEAD" (static) */
+    const char *path;   /* points into the parsed buffer; not NUL-terminated */
+    size_t path_len;    /* query string excluded */
+    size_t head_len;    /* bytes of request line + headers + empty line */
 } fl_http_request_t;
 
 /* Parse the request head at the start of buf[0..len). Returns 0 when more bytes are needed,

@@ -28,10 +28,10 @@ typedef struct series {
     family_t *fam;
     char *labels; /* validated, "" for none */
     uint64_t hash;
-    double value;                                /* counter, gauge */
-    double sum;                                  /* histogram */
-    uint64_t count;                              /* histogram */
-    uint64_t buckets[FL_METRICS_NBUCKETS + 1];   /* histogram, not cumulative; last is +Inf */
+    double value;                              /* counter, gauge */
+    double sum;                                /* histogram */
+    uint64_t count;                            /* histogram */
+    uint64_t buckets[FL_METRICS_NBUCKETS + 1]; /* histogram, not cumulative; last is +Inf */
 } series_t;
 
 struct family {
@@ -57,7 +57,7 @@ typedef struct {
 } table_t;
 
 struct fl_metrics {
-    char *prefix; /* "feedloop_" or "" */
+    char *prefix;      /* "feedloop_" or "" */
     table_t by_name;   /* family_t */
     table_t by_series; /* series_t, keyed by name + labels */
     family_t **fams;   /* registration order */
@@ -344,8 +344,8 @@ void fl_metrics_destroy(fl_metrics_t *m) {
 
 /* The series name{labels} of the given type, created on first use; NULL when the name or labels
  * are invalid or the family exists with another type. The hit path is one hash and one probe. */
-static series_t *get_series(fl_metrics_t *m, metric_type_t type, const char *name,
-                            const char *help, const char *labels) {
+static series_t *get_series(fl_metrics_t *m, metric_type_t type, const char *name, const char *help,
+                            const char *labels) {
     if (m == NULL || name == NULL)
         return NULL;
     if (labels == NULL)

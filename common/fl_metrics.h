@@ -11,8 +11,9 @@
  * Labels: a series is chosen by a pre-formatted label string, e.g. `type="ci_report",lane="a"`
  * (NULL or "" for none), with values already escaped as the format wants (\\, \" and \n); build
  * one with fl_metrics_label_append when a value comes from outside. A new label string is
- * validated once, when its series is created (names, quoting, escapes, UTF-8); a bad one is
- * rejected with FL_EINVAL so that a single hostile value cannot break the whole scrape.
+ * validated once, when its series is created (names, quoting, escapes, UTF-8, at most 32 pairs,
+ * no repeated or reserved "__" names); a bad one is rejected with FL_EINVAL so that a single
+ * hostile value cannot break the whole scrape.
  *
  * Numbers are printed with "%.*g" and parsed back with strtod, so the program must run in the C
  * locale (the default unless it calls setlocale). Out of memory aborts. */

@@ -22,7 +22,7 @@
 /* ---- seeded pseudo-random numbers ----
  *
  * xoshiro256** (Blackman & Vigna 2018) seeded through splitmix64, so a 64-bit seed gives the same
- * stream on every platform and every run: bootstrap intervals and the decision-quality tests are
+ * stream in every run (and, IEEE doubles and libm being equal, on every machine): bootstrap intervals and the decision-quality tests are
  * reproducible. Not for cryptography. */
 typedef struct fl_stats_rng {
     uint64_t s[4];
@@ -39,7 +39,7 @@ uint64_t fl_stats_rng_next(fl_stats_rng_t *rng);
 /* Uniform double in [0, 1) with 53 random bits. */
 double fl_stats_rng_uniform(fl_stats_rng_t *rng);
 
-/* Uniform integer in [0, n) without modulo bias (Lemire 2019); n must be > 0 (returns 0 for 0). */
+/* Uniform integer in [0, n) without modulo bias (rejection); n must be > 0 (returns 0 for 0). */
 uint64_t fl_stats_rng_below(fl_stats_rng_t *rng, uint64_t n);
 
 /* Normal(mean, sd) by Box-Muller (the pair's second value is kept in rng for the next call). */
@@ -115,7 +115,8 @@ int fl_stats_worsening_percent(double baseline, double candidate, fl_stats_direc
  * Two sketches with the same alpha merge exactly: merging equals adding every value to one. */
 typedef struct fl_stats_sketch fl_stats_sketch_t;
 
-/* New empty sketch; 0 < alpha < 1, max_buckets >= 16 per sign. Caller owns *out (destroy). */
+/* New empty sketch; 1e-6 <= alpha <= 0.5, 16 <= max_buckets <= 2^24 (per sign). Caller owns *out
+ * (destroy). */
 int fl_stats_sketch_new(double alpha, size_t max_buckets, fl_stats_sketch_t **out);
 void fl_stats_sketch_destroy(fl_stats_sketch_t *sk); /* NULL is a no-op */
 
@@ -220,9 +221,15 @@ int fl_stats_pairwise_diff_select(const double *x, size_t nx, const double *y, s
  * indices per round the order statistics of n uniform draws are drawn directly (U_(k) ~ Beta(k, n
  * + 1 - k), then U_(k+1) from the minimum of the n - k draws above it) and mapped to the sorted
  * sample: the same distribution as naive resampling at O(1) per round instead of O(n).
- * Deterministic for a given seed on every platform. Allocates O(nx + ny + resamples), freed before
- * returning. FL_EINVAL for empty samples, non-finite values, q or confidence outside (0, 1) / [0,
- * 1], or resamples < 10. */
+ * Deterministic for a given seed. Allocates O(nx + ny + resamples), freed before returning.
+ * FL_EINVAL for empty samples, non-finite values, q outside [0, 1], confidence outside (0, 1), or
+ * resamples < 10. ratio may be NULL. */
+/* One bootstrap round for one sample: the type-7 q-quantile of n draws with replacement from the
+ * ascending-sorted sample, drawn through two uniform order statistics as described above. Public
+ * so tests can check its distribution against exact enumeration. NaN when n == 0 or q is outside
+ * [0, 1]. */
+double fl_stats_resample_quantile(const double *sorted, size_t n, double q, fl_stats_rng_t *rng);
+
 int fl_stats_bootstrap_quantile_diff(const double *x, size_t nx, const double *y, size_t ny,
                                      double q, double confidence, unsigned resamples,
                                      uint64_t seed, fl_stats_interval_t *diff,

@@ -108,9 +108,9 @@ static char *xstrdup(const char *s) {
 
 static void count(fl_worker_t *w, const char *name, const char *help, const char *label_key,
                   const char *label_val) {
-    char labels[256];
+    char labels[256] = "";
     if (label_key != NULL)
-        snprintf(labels, sizeof(labels), "%s=\"%s\"", label_key, label_val);
+        fl_metrics_label_append(labels, sizeof(labels), label_key, label_val);
     fl_metrics_counter_add(w->metrics, name, help, label_key ? labels : NULL, 1);
 }
 

@@ -57,7 +57,7 @@ static void test_parse_valid(void **state) {
     assert_parses("GET HTTPS://h HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "/");
     assert_parses("GET http://h?x HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "/");
     assert_parses("GET / HTTP/1.0\r\n\r\n", "GET", "/");                /* 1.0: Host optional */
-    assert_parses("GET / HTTP/1.1\nHost: a\n\n", "GET", "/");            /* bare LF */
+    assert_parses("GET / HTTP/1.1\nHost: a\n\n", "GET", "/");           /* bare LF */
     assert_parses("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/"); /* one leading CRLF */
     assert_parses("GET / HTTP/1.9\r\nHost: a\r\nX-Empty:\r\nX-Tab: a\tb \r\n\r\n", "GET", "/");
     assert_parses("GET / HTTP/1.1\r\nHost: a\r\nX-Utf8: caf\xc3\xa9\r\n\r\n", "GET", "/");
@@ -119,8 +119,8 @@ static void test_parse_rejects(void **state) {
         {"GET / HTTP/0.9\r\n", 505},
         {"POST /healthz HTTP/1.1\r\n", 405}, /* known from the request line alone */
         {"DELETE / HTTP/1.1\r\nHost: a\r\n\r\n", 405},
-        {"get / HTTP/1.1\r\nHost: a\r\n\r\n", 405}, /* methods are case-sensitive */
-        {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+        {"get / HTTP/1.1\r\nHost: a\r\n\r\n", 405},     /* methods are case-sensitive */
+        {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 405}, /* method judged before target */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fl_http_request_t req;
@@ -187,8 +187,7 @@ static char *dup_mem(const char *s, size_t n) {
 }
 
 /* Runs on the loop thread. */
-static void handler(void *opaque, const char *method, const char *path,
-                    fl_http_response_t *resp) {
+static void handler(void *opaque, const char *method, const char *path, fl_http_response_t *resp) {
     srv_t *srv = opaque;
     (void)method;
     if (strcmp(path, "/healthz") == 0) {
@@ -393,7 +392,7 @@ static void test_metrics_endpoint(void **state) {
     assert_exchange(srv, "GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: text/plain\r\n\r\n",
                     "HTTP/1.1 200 OK\r\n"
                     "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                    "Content-Length: 144\r\n"
+                    "Content-Length: 164\r\n"
                     "Connection: close\r\n"
                     "\r\n"
                     "# HELP feedloop_events_total Events consumed.\n"
@@ -408,7 +407,8 @@ static void test_big_body(void **state) {
     const char *req = "GET /big HTTP/1.1\r\nHost: t\r\n\r\n";
     size_t len = 0;
     char *resp = exchange(srv, req, strlen(req), &len);
-    const char *head = "HTTP/1.1 200 OK\r\n" CT "Content-Length: 1048576\r\nConnection: close\r\n\r\n";
+    const char *head =
+        "HTTP/1.1 200 OK\r\n" CT "Content-Length: 1048576\r\nConnection: close\r\n\r\n";
     assert_int_equal(len, strlen(head) + BIG_BODY);
     assert_memory_equal(resp, head, strlen(head));
     for (size_t i = strlen(head); i < len; i++)
@@ -468,8 +468,8 @@ static void test_method_not_allowed(void **state) {
     const char *want = "HTTP/1.1 405 Method Not Allowed\r\n" CT
                        "Content-Length: 19\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\n"
                        "Method Not Allowed\n";
-    assert_exchange(srv,
-                    "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", want);
+    assert_exchange(srv, "POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+                    want);
     assert_exchange(srv, "DELETE /healthz HTTP/1.1\r\nHost: t\r\n\r\n", want);
     assert_exchange(srv, "OPTIONS /healthz HTTP/1.1\r\nHost: t\r\n\r\n", want);
 }
@@ -562,8 +562,8 @@ static void test_max_connections(void **state) {
     client_send(a, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", 34);
     int e = 0;
     char *resp = client_read_all(a, NULL, &e);
-    assert_string_equal(resp,
-                        "HTTP/1.1 200 OK\r\n" CT "Content-Length: 2\r\nConnection: close\r\n\r\nok");
+    assert_string_equal(resp, "HTTP/1.1 200 OK\r\n" CT
+                              "Content-Length: 2\r\nConnection: close\r\n\r\nok");
     free(resp);
     close(a);
     close(b);
@@ -578,7 +578,7 @@ static void test_stop_with_open_connections(void **state) {
     client_send(writing, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n", 30);
     char c;
     assert_int_equal(recv(writing, &c, 1, 0), 1); /* response under way, the rest stays queued */
-    srv_stop(srv); /* asserts uv_loop_close() == 0 */
+    srv_stop(srv);                                /* asserts uv_loop_close() == 0 */
     int e = 0;
     char *rest = client_read_all(idle, NULL, &e);
     assert_string_equal(rest, "");

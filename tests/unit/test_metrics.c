@@ -41,12 +41,11 @@ static void test_new_destroy(void **state) {
 static void test_counter_render(void **state) {
     (void)state;
     fl_metrics_t *m = fl_metrics_new("feedloop");
-    assert_int_equal(fl_metrics_counter_add(m, "events_total", "Events consumed.",
-                                            "type=\"ci_report\"", 1),
-                     0);
-    assert_int_equal(fl_metrics_counter_add(m, "events_total", "ignored later help",
-                                            "type=\"pr_opened\"", 2),
-                     0);
+    assert_int_equal(
+        fl_metrics_counter_add(m, "events_total", "Events consumed.", "type=\"ci_report\"", 1), 0);
+    assert_int_equal(
+        fl_metrics_counter_add(m, "events_total", "ignored later help", "type=\"pr_opened\"", 2),
+        0);
     assert_int_equal(fl_metrics_counter_add(m, "events_total", NULL, "type=\"ci_report\"", 2), 0);
     assert_int_equal(fl_metrics_counter_add(m, "restarts_total", "Restarts.", NULL, 0), 0);
     assert_int_equal(fl_metrics_counter_add(m, "bytes_total", "Bytes.", "", 0.5), 0);
@@ -190,8 +189,8 @@ static void test_label_escaping(void **state) {
                                 "bad=\"a\xef\xbf\xbdz\xef\xbf\xbd\xef\xbf\xbd\"");
 
     fl_metrics_t *m = fl_metrics_new("feedloop");
-    assert_int_equal(fl_metrics_counter_add(m, "odd_total", "Help with \\ and\nnewline.", labels, 1),
-                     0);
+    assert_int_equal(
+        fl_metrics_counter_add(m, "odd_total", "Help with \\ and\nnewline.", labels, 1), 0);
     assert_render(m, "# HELP feedloop_odd_total Help with \\\\ and\\nnewline.\n"
                      "# TYPE feedloop_odd_total counter\n"
                      "feedloop_odd_total{path=\"C:\\\\dir\\\"x\\\"\\nend\",u=\"caf\xc3\xa9\","
@@ -200,8 +199,7 @@ static void test_label_escaping(void **state) {
 
     /* Too small: rejected, buffer unchanged. */
     char small[16] = "a=\"b\"";
-    assert_int_equal(fl_metrics_label_append(small, sizeof(small), "key", "0123456789"),
-                     FL_EINVAL);
+    assert_int_equal(fl_metrics_label_append(small, sizeof(small), "key", "0123456789"), FL_EINVAL);
     assert_string_equal(small, "a=\"b\"");
     assert_int_equal(fl_metrics_label_append(small, sizeof(small), "key", "01"), 0);
     assert_string_equal(small, "a=\"b\",key=\"01\"");
@@ -210,8 +208,7 @@ static void test_label_escaping(void **state) {
     assert_int_equal(fl_metrics_label_append(exact, sizeof(exact), "k", "0123456789a"), 0);
     assert_int_equal(strlen(exact), 15);
     exact[0] = '\0';
-    assert_int_equal(fl_metrics_label_append(exact, sizeof(exact), "k", "0123456789ab"),
-                     FL_EINVAL);
+    assert_int_equal(fl_metrics_label_append(exact, sizeof(exact), "k", "0123456789ab"), FL_EINVAL);
     assert_string_equal(exact, "");
 
     char buf[64] = "";
@@ -226,20 +223,20 @@ static void test_invalid_input(void **state) {
     (void)state;
     fl_metrics_t *m = fl_metrics_new("feedloop");
     static const char *const bad_labels[] = {
-        "type=ci",                 /* unquoted */
-        "type=\"a\"b\"",           /* unescaped quote */
-        "type=\"a\\tb\"",          /* escape the format does not have */
-        "type=\"a\nb\"",           /* raw newline */
-        "type=\"a",                /* unterminated */
-        "type=\"a\",",             /* trailing comma */
-        "type=\"a\",type=\"b\"",   /* repeated name */
-        "__name__=\"x\"",          /* reserved */
-        "9x=\"a\"",                /* bad name */
-        "type =\"a\"",             /* space */
-        "type=\"\xc3\x28\"",       /* invalid UTF-8 */
-        "type=\"\xed\xa0\x80\"",   /* surrogate */
-        "type=\"\xc0\xaf\"",       /* overlong */
-        ",type=\"a\"",             /* leading comma */
+        "type=ci",               /* unquoted */
+        "type=\"a\"b\"",         /* unescaped quote */
+        "type=\"a\\tb\"",        /* escape the format does not have */
+        "type=\"a\nb\"",         /* raw newline */
+        "type=\"a",              /* unterminated */
+        "type=\"a\",",           /* trailing comma */
+        "type=\"a\",type=\"b\"", /* repeated name */
+        "__name__=\"x\"",        /* reserved */
+        "9x=\"a\"",              /* bad name */
+        "type =\"a\"",           /* space */
+        "type=\"\xc3\x28\"",     /* invalid UTF-8 */
+        "type=\"\xed\xa0\x80\"", /* surrogate */
+        "type=\"\xc0\xaf\"",     /* overlong */
+        ",type=\"a\"",           /* leading comma */
     };
     for (size_t i = 0; i < sizeof(bad_labels) / sizeof(bad_labels[0]); i++) {
         assert_int_equal(fl_metrics_counter_add(m, "c_total", NULL, bad_labels[i], 1), FL_EINVAL);
