@@ -135,8 +135,8 @@ double fl_stats_normal_quantile(double p) {
     static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
                                -2.400758277161838e+00, -2.549732539343734e+00,
                                4.374664141464968e+00,  2.938163982698783e+00};
-    static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
-                               2.445134137142996e+00, 3.754408661907416e+00};
+    static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                               3.754408661907416e+00};
     const double plow = 0.02425;
     if (isnan(p))
         return NAN;
@@ -385,7 +385,8 @@ void fl_stats_sketch_clear(fl_stats_sketch_t *sk) {
  * the lowest buckets), reallocating when the range leaves the buffer. */
 static void store_reshape(sk_store_t *st, int32_t tlo, int32_t thi) {
     size_t range = (size_t)((int64_t)thi - tlo + 1);
-    bool fits = st->bins != NULL && tlo >= st->base && (int64_t)thi < (int64_t)st->base + (int64_t)st->cap;
+    bool fits =
+        st->bins != NULL && tlo >= st->base && (int64_t)thi < (int64_t)st->base + (int64_t)st->cap;
     if (fits && (st->total == 0 || tlo <= st->lo)) {
         return;
     }
@@ -979,8 +980,7 @@ static void diff_free(diff_setup_t *ds) {
 
 int fl_stats_pairwise_diff_select(const double *x, size_t nx, const double *y, size_t ny,
                                   uint64_t k, double *out) {
-    if (nx == 0 || ny == 0 || k >= (uint64_t)nx * ny || !all_finite(x, nx) ||
-        !all_finite(y, ny))
+    if (nx == 0 || ny == 0 || k >= (uint64_t)nx * ny || !all_finite(x, nx) || !all_finite(y, ny))
         return FL_EINVAL;
     diff_setup_t ds;
     diff_setup(&ds, x, nx, y, ny);
@@ -1001,9 +1001,9 @@ int fl_stats_hodges_lehmann(const double *x, size_t nx, const double *y, size_t 
     if (mn % 2 == 1)
         r.estimate = kth_diff(ds.xs, nx, ds.yd, ny, mn / 2);
     else
-        r.estimate = (kth_diff(ds.xs, nx, ds.yd, ny, mn / 2 - 1) +
-                      kth_diff(ds.xs, nx, ds.yd, ny, mn / 2)) /
-                     2.0;
+        r.estimate =
+            (kth_diff(ds.xs, nx, ds.yd, ny, mn / 2 - 1) + kth_diff(ds.xs, nx, ds.yd, ny, mn / 2)) /
+            2.0;
 
     double half_alpha = (1.0 - confidence) / 2.0;
     double rank_sum, tie_term;
@@ -1111,12 +1111,10 @@ double fl_stats_resample_quantile(const double *s, size_t n, double q, fl_stats_
 }
 
 int fl_stats_bootstrap_quantile_diff(const double *x, size_t nx, const double *y, size_t ny,
-                                     double q, double confidence, unsigned resamples,
-                                     uint64_t seed, fl_stats_interval_t *diff,
-                                     fl_stats_interval_t *ratio) {
-    if (nx == 0 || ny == 0 || !(q >= 0.0 && q <= 1.0) ||
-        !(confidence > 0.0 && confidence < 1.0) || resamples < 10 || !all_finite(x, nx) ||
-        !all_finite(y, ny))
+                                     double q, double confidence, unsigned resamples, uint64_t seed,
+                                     fl_stats_interval_t *diff, fl_stats_interval_t *ratio) {
+    if (nx == 0 || ny == 0 || !(q >= 0.0 && q <= 1.0) || !(confidence > 0.0 && confidence < 1.0) ||
+        resamples < 10 || !all_finite(x, nx) || !all_finite(y, ny))
         return FL_EINVAL;
     double *xs = xmalloc(nx * sizeof(*xs));
     double *ys = xmalloc(ny * sizeof(*ys));
@@ -1146,8 +1144,8 @@ int fl_stats_bootstrap_quantile_diff(const double *x, size_t nx, const double *y
     fl_stats_quantile_inplace(d, resamples, hi_p, &dr.high);
     *diff = dr;
     if (ratio != NULL) {
-        fl_stats_interval_t rr = {.estimate = NAN, .low = NAN, .high = NAN,
-                                  .confidence = confidence};
+        fl_stats_interval_t rr = {
+            .estimate = NAN, .low = NAN, .high = NAN, .confidence = confidence};
         if (positive) {
             rr.estimate = qy / qx;
             fl_stats_quantile_inplace(rt, resamples, lo_p, &rr.low);

@@ -22,8 +22,8 @@
 /* ---- seeded pseudo-random numbers ----
  *
  * xoshiro256** (Blackman & Vigna 2018) seeded through splitmix64, so a 64-bit seed gives the same
- * stream in every run (and, IEEE doubles and libm being equal, on every machine): bootstrap intervals and the decision-quality tests are
- * reproducible. Not for cryptography. */
+ * stream in every run (and, IEEE doubles and libm being equal, on every machine): bootstrap
+ * intervals and the decision-quality tests are reproducible. Not for cryptography. */
 typedef struct fl_stats_rng {
     uint64_t s[4];
     double spare; /* second Box-Muller normal, valid when has_spare */
@@ -217,10 +217,12 @@ int fl_stats_pairwise_diff_select(const double *x, size_t nx, const double *y, s
  * the differences; the estimate is the difference on the original samples. The ratio Q_q(y) /
  * Q_q(x) is bootstrapped from the same rounds when every x is > 0 (else ratio is all NaN).
  *
- * A resample's type-7 quantile needs only two of its order statistics, so instead of drawing n
- * indices per round the order statistics of n uniform draws are drawn directly (U_(k) ~ Beta(k, n
- * + 1 - k), then U_(k+1) from the minimum of the n - k draws above it) and mapped to the sorted
- * sample: the same distribution as naive resampling at O(1) per round instead of O(n).
+ * A resample's type-7 quantile needs only two of its order statistics, and the k-th smallest of
+ * n draws with replacement from the sorted sample is s[floor(n U_(k))], U_(k) the k-th order
+ * statistic of n uniforms. So each round draws U_(k) and U_(k+1) directly (walking down from the
+ * maximum or up from the minimum when k is within 24 of an end, as for a p95; else U_(k) ~
+ * Beta(k, n + 1 - k) and U_(k+1) as the minimum of the n - k draws above it): the same
+ * distribution as naive resampling, at O(1) per round instead of O(n).
  * Deterministic for a given seed. Allocates O(nx + ny + resamples), freed before returning.
  * FL_EINVAL for empty samples, non-finite values, q outside [0, 1], confidence outside (0, 1), or
  * resamples < 10. ratio may be NULL. */
@@ -231,8 +233,7 @@ int fl_stats_pairwise_diff_select(const double *x, size_t nx, const double *y, s
 double fl_stats_resample_quantile(const double *sorted, size_t n, double q, fl_stats_rng_t *rng);
 
 int fl_stats_bootstrap_quantile_diff(const double *x, size_t nx, const double *y, size_t ny,
-                                     double q, double confidence, unsigned resamples,
-                                     uint64_t seed, fl_stats_interval_t *diff,
-                                     fl_stats_interval_t *ratio);
+                                     double q, double confidence, unsigned resamples, uint64_t seed,
+                                     fl_stats_interval_t *diff, fl_stats_interval_t *ratio);
 
 #endif

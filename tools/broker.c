@@ -190,6 +190,8 @@ static void usage(FILE *out, const char *prog) {
             "                            regular file (followed for appended lines); '-' reads\n"
             "                            stdin; repeatable (up to %d)\n"
             "  -d, --debug CONTEXTS      librdkafka debug contexts for the mock (e.g. mock,protocol)\n"
+            "  -l, --list-topics         print the topics it would create, NAME PARTITIONS a line,\n"
+            "                            and exit (the test harness creates the same on real Kafka)\n"
             "  -h, --help                this text\n"
             "\n"
             "commands (each answered on stdout with 'ok <command>' or 'error <text>'):\n"
@@ -282,7 +284,7 @@ static int parse_topic_opt(fl_broker_t *b, const char *arg, const char *prog) {
     return 0;
 }
 
-static int parse_args(fl_broker_t *b, int argc, char **argv, bool *help) {
+static int parse_args(fl_broker_t *b, int argc, char **argv, bool *help, bool *list) {
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'},
         {"partitions", required_argument, NULL, 'p'},
@@ -290,6 +292,7 @@ static int parse_args(fl_broker_t *b, int argc, char **argv, bool *help) {
         {"bootstrap-file", required_argument, NULL, 'f'},
         {"control", required_argument, NULL, 'c'},
         {"debug", required_argument, NULL, 'd'},
+        {"list-topics", no_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -303,7 +306,7 @@ static int parse_args(fl_broker_t *b, int argc, char **argv, bool *help) {
      * before handing us a sub-argv (the `feedloop broker` subcommand) needs. */
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":b:p:t:f:c:d:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":b:p:t:f:c:d:lh", opts, NULL)) != -1) {
         switch (opt) {
         case 'b':
             if (parse_int(optarg, 1, FL_BROKER_MAX_BROKERS, &v) != 0) {
@@ -347,6 +350,9 @@ static int parse_args(fl_broker_t *b, int argc, char **argv, bool *help) {
             break;
         case 'd':
             b->debug = optarg;
+            break;
+        case 'l':
+            *list = true;
             break;
         case 'h':
             *help = true;
@@ -848,17 +854,23 @@ static int run(fl_broker_t *b) {
 int fl_broker_main(int argc, char **argv) {
     fl_broker_t b = {.broker_cnt = 1, .partitions = 4};
     struct sigaction old_term, old_int, old_pipe;
-    bool help = false, signals = false;
+    bool help = false, list = false, signals = false;
     int status = 1;
 
     fl_log_init("feedloop-broker", FL_LOG_INFO);
-    if (parse_args(&b, argc, argv, &help) != 0) {
+    if (parse_args(&b, argc, argv, &help, &list) != 0) {
         status = 2;
         goto out;
     }
     if (help) {
         usage(stdout, argc > 0 ? argv[0] : "feedloop-broker");
         status = 0;
+        goto out;
+    }
+    if (list) {
+        for (size_t i = 0; i < b.ntopics; i++)
+            printf("%s %d\n", b.topics[i].name, b.topics[i].partitions);
+        status = fflush(stdout) == 0 ? 0 : 1;
         goto out;
     }
     /* Signals first: a SIGTERM that arrives while the cluster starts must still end us

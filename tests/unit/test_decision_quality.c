@@ -69,9 +69,8 @@ static rates_t run(double sigma, double slowdown_percent, size_t n, int trials, 
         benchmarker_metric_result_t res;
         benchmarker_reason_t reason;
         bool has_reason;
-        assert_int_equal(benchmarker_metric_judge(&cfg, &m, NULL, (uint64_t)t, &res, &reason,
-                                                  &has_reason),
-                         0);
+        assert_int_equal(
+            benchmarker_metric_judge(&cfg, &m, NULL, (uint64_t)t, &res, &reason, &has_reason), 0);
         switch (res.verdict) {
         case BENCHMARKER_REGRESSION:
             r.regression++;

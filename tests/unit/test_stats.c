@@ -260,8 +260,9 @@ static void test_sketch_relative_error_skewed(void **state) {
     fl_stats_rng_seed(&rng, 13);
     for (size_t i = 0; i < n; i++) {
         double u = fl_stats_rng_uniform(&rng);
-        x[i] = u < 0.1 ? 0.0 : (u < 0.4 ? -fl_stats_rng_lognormal(&rng, 0, 2) :
-                                          fl_stats_rng_lognormal(&rng, 0, 2));
+        x[i] = u < 0.1 ? 0.0
+                       : (u < 0.4 ? -fl_stats_rng_lognormal(&rng, 0, 2)
+                                  : fl_stats_rng_lognormal(&rng, 0, 2));
     }
     sketch_check_accuracy(x, n, 0.02, 2048);
     free(x);
@@ -384,7 +385,8 @@ static uint64_t *u_counts_dp(size_t m, size_t n) {
 
 static void test_mwu_exact_pmf_matches_dp(void **state) {
     (void)state;
-    const size_t sizes[][2] = {{1, 1}, {1, 7}, {3, 4}, {5, 5}, {7, 3}, {10, 12}, {20, 25}, {24, 24}};
+    const size_t sizes[][2] = {{1, 1}, {1, 7},   {3, 4},   {5, 5},
+                               {7, 3}, {10, 12}, {20, 25}, {24, 24}};
     for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
         size_t m = sizes[t][0], n = sizes[t][1];
         uint64_t *counts = u_counts_dp(m, n);
@@ -544,8 +546,8 @@ static void test_pairwise_select_vs_brute_force(void **state) {
     }
 }
 
-static void hl_brute(const double *x, size_t m, const double *y, size_t n, double conf,
-                     double *est, double *lo, double *hi) {
+static void hl_brute(const double *x, size_t m, const double *y, size_t n, double conf, double *est,
+                     double *lo, double *hi) {
     size_t mn = m * n, c = 0;
     double *d = malloc(mn * sizeof(*d));
     for (size_t i = 0; i < m; i++)
@@ -606,9 +608,11 @@ static void test_hl_vs_brute_force(void **state) {
         double *x = malloc(m * sizeof(*x)), *y = malloc(n * sizeof(*y));
         bool tied = t == sizeof(sizes) / sizeof(sizes[0]) - 1;
         for (size_t i = 0; i < m; i++)
-            x[i] = tied ? (double)fl_stats_rng_below(&rng, 9) : fl_stats_rng_lognormal(&rng, 0.1, 0.3);
+            x[i] =
+                tied ? (double)fl_stats_rng_below(&rng, 9) : fl_stats_rng_lognormal(&rng, 0.1, 0.3);
         for (size_t j = 0; j < n; j++)
-            y[j] = tied ? (double)fl_stats_rng_below(&rng, 8) : fl_stats_rng_lognormal(&rng, 0, 0.3);
+            y[j] =
+                tied ? (double)fl_stats_rng_below(&rng, 8) : fl_stats_rng_lognormal(&rng, 0, 0.3);
         const double confs[] = {0.95, 0.90};
         for (size_t c = 0; c < 2; c++) {
             double est, lo, hi;

@@ -127,8 +127,10 @@ int benchmarker_report_check(const benchmarker_config_t *cfg, const benchmarker_
     const struct {
         const char *name;
         const char *value;
-    } ids[] = {{"change_id", report->change_id}, {"repo", report->repo},
-               {"branch", report->branch},       {"base_branch", report->base_branch},
+    } ids[] = {{"change_id", report->change_id},
+               {"repo", report->repo},
+               {"branch", report->branch},
+               {"base_branch", report->base_branch},
                {"commit", report->commit}};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         if (empty(ids[i].value))
@@ -322,12 +324,23 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
                        name, fl_stats_direction_name(dir), hd ? hd : "?");
             goto out;
         }
+        /* History is our own state, not the report: a corrupt entry must not dead-letter a
+         * good report, so it only makes this metric unjudgeable. */
+        for (size_t i = 0; i < history->n_samples; i++) {
+            if (!isfinite(history->samples[i]) || history->samples[i] < 0.0) {
+                r.baseline_source = BENCHMARKER_BASELINE_NONE;
+                snprintf(detail, sizeof(detail), "%s history[%zu]=%g", name, i,
+                         history->samples[i]);
+                set_reason(&r, reason, BENCHMARKER_INCONCLUSIVE, "BAD_HISTORY", detail,
+                           "%s cannot be judged: its base-branch history holds an invalid sample "
+                           "(%g); the next base report replaces it.",
+                           name, history->samples[i]);
+                goto out;
+            }
+        }
         base = history->samples;
         nb = history->n_samples;
         r.baseline_source = BENCHMARKER_BASELINE_HISTORY;
-        for (size_t i = 0; i < nb; i++)
-            if (!isfinite(base[i]) || base[i] < 0.0)
-                return FL_EINVAL;
     }
     r.n_baseline = nb;
 
@@ -396,7 +409,8 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
         r.p95_worsening_low = dir == FL_STATS_LOWER_IS_BETTER ? a : -b;
         r.p95_worsening_high = dir == FL_STATS_LOWER_IS_BETTER ? b : -a;
     } else if (r.baseline_p95 != 0.0) {
-        double a = 100.0 * bd.low / fabs(r.baseline_p95), b = 100.0 * bd.high / fabs(r.baseline_p95);
+        double a = 100.0 * bd.low / fabs(r.baseline_p95),
+               b = 100.0 * bd.high / fabs(r.baseline_p95);
         r.p95_worsening_low = dir == FL_STATS_LOWER_IS_BETTER ? a : -b;
         r.p95_worsening_high = dir == FL_STATS_LOWER_IS_BETTER ? b : -a;
     }
@@ -404,8 +418,8 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
     double alpha = 1.0 - cfg->confidence;
     double e = r.shift_worsening, L = r.shift_low, U = r.shift_high;
     const char *src = baseline_source_name(r.baseline_source);
-    bool tail = nb >= cfg->tail_min_samples && nc >= cfg->tail_min_samples &&
-                isfinite(r.p95_worsening_low);
+    bool tail =
+        nb >= cfg->tail_min_samples && nc >= cfg->tail_min_samples && isfinite(r.p95_worsening_low);
     if (L > T && r.p_value_two_sided < alpha) {
         snprintf(detail, sizeof(detail), "%s %+.1f%%>%.1f%% p=%.2g", name, e, T,
                  r.p_value_two_sided);
@@ -436,8 +450,7 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
                    name, e, conf_pct, L, U, T, r.baseline_p95, r.candidate_p95, unit,
                    r.p95_worsening_percent, r.p_value_two_sided);
     } else if (e > T) {
-        snprintf(detail, sizeof(detail), "%s %+.1f%%>%.1f%% [%+.1f%%,%+.1f%%]", name, e, T, L,
-                 U);
+        snprintf(detail, sizeof(detail), "%s %+.1f%%>%.1f%% [%+.1f%%,%+.1f%%]", name, e, T, L, U);
         set_reason(&r, reason, BENCHMARKER_INCONCLUSIVE, "POSSIBLE_REGRESSION", detail,
                    "%s may have regressed: the estimated shift %+.1f%% is beyond the %.1f%% "
                    "threshold but its %.0f%% CI (%+.1f%% to %+.1f%%) reaches below it "
@@ -558,12 +571,10 @@ int benchmarker_judge(const benchmarker_config_t *cfg, const benchmarker_report_
         bool has_reason = false;
         rc = benchmarker_metric_judge(cfg, m, find_history(history, n_history, m->name),
                                       metric_seed(cfg->seed, report->change_id, m->name),
-                                      &res->metrics[i], &res->reasons[res->n_reasons],
-                                      &has_reason);
+                                      &res->metrics[i], &res->reasons[res->n_reasons], &has_reason);
         if (rc != 0) {
-            /* Only a history entry with bad samples gets here: the report itself was checked. */
-            rc = fl_error_set(err, FL_EINVAL, false, "history of %s holds invalid samples",
-                              m->name);
+            /* Unreachable: the report was checked above. */
+            rc = fl_error_set(err, FL_EINVAL, false, "metric %s could not be judged", m->name);
             benchmarker_result_destroy(res);
             return rc;
         }
@@ -706,8 +717,7 @@ static int get_str_ref(avro_value_t *rec, const char *name, const char **s, fl_e
     return rc;
 }
 
-static int get_opt_str_ref(avro_value_t *rec, const char *name, const char **s,
-                           fl_error_t *err) {
+static int get_opt_str_ref(avro_value_t *rec, const char *name, const char **s, fl_error_t *err) {
     avro_value_t f, b;
     bool present = false;
     size_t size;
@@ -782,8 +792,7 @@ static int get_int(avro_value_t *rec, const char *name, int32_t *v, fl_error_t *
 }
 
 /* The enum's symbol, so a reordered enum in a future schema cannot shift meanings. */
-static int get_enum_symbol(avro_value_t *rec, const char *name, const char **sym,
-                           fl_error_t *err) {
+static int get_enum_symbol(avro_value_t *rec, const char *name, const char **sym, fl_error_t *err) {
     avro_value_t f;
     int idx = 0;
     int rc = av_field(rec, name, &f, err);
@@ -900,8 +909,7 @@ static int metric_from_avro(avro_value_t *mv, benchmarker_metric_t *m, fl_error_
     return 0;
 }
 
-int benchmarker_report_from_avro(avro_value_t *value, benchmarker_report_t **out,
-                                 fl_error_t *err) {
+int benchmarker_report_from_avro(avro_value_t *value, benchmarker_report_t **out, fl_error_t *err) {
     benchmarker_report_t *r = xcalloc(1, sizeof(*r));
     benchmarker_metric_t *metrics = NULL;
     avro_value_t arr, item;
@@ -1015,8 +1023,8 @@ int benchmarker_validation_from_avro(avro_value_t *value, benchmarker_validation
                                 err)) != 0 ||
         (rc = get_double(value, "coverage", &v->coverage, err)) != 0 ||
         (rc = get_opt_double(value, "base_coverage", &v->base_coverage, err)) != 0 ||
-        (rc = get_str_buf(value, "source_event_id", v->source_event_id,
-                          sizeof(v->source_event_id), err)) != 0 ||
+        (rc = get_str_buf(value, "source_event_id", v->source_event_id, sizeof(v->source_event_id),
+                          err)) != 0 ||
         (rc = get_long(value, "validated_at", &v->validated_at_ms, err)) != 0)
         goto out;
     v->has_base_coverage = !isnan(v->base_coverage);
@@ -1039,8 +1047,8 @@ static int metric_result_from_avro(avro_value_t *mv, benchmarker_metric_result_t
                              err)) != 0)
         return rc;
     m->direction = (fl_stats_direction_t)idx;
-    if ((rc = get_enum_index(mv, "verdict", metric_verdict_names, COUNT(metric_verdict_names),
-                             &idx, err)) != 0)
+    if ((rc = get_enum_index(mv, "verdict", metric_verdict_names, COUNT(metric_verdict_names), &idx,
+                             err)) != 0)
         return rc;
     m->verdict = (benchmarker_metric_verdict_t)idx;
     if ((rc = get_str_ref(mv, "reason_code", &s, err)) != 0)
@@ -1089,8 +1097,7 @@ static int metric_result_from_avro(avro_value_t *mv, benchmarker_metric_result_t
     return 0;
 }
 
-int benchmarker_result_from_avro(avro_value_t *value, benchmarker_result_t **out,
-                                 fl_error_t *err) {
+int benchmarker_result_from_avro(avro_value_t *value, benchmarker_result_t **out, fl_error_t *err) {
     benchmarker_result_t *res = xcalloc(1, sizeof(*res));
     avro_value_t arr, item;
     size_t size, total;
@@ -1100,8 +1107,8 @@ int benchmarker_result_from_avro(avro_value_t *value, benchmarker_result_t **out
     if ((rc = get_str_buf(value, "change_id", res->change_id, sizeof(res->change_id), err)) != 0 ||
         (rc = get_str_buf(value, "repo", res->repo, sizeof(res->repo), err)) != 0 ||
         (rc = get_str_buf(value, "branch", res->branch, sizeof(res->branch), err)) != 0 ||
-        (rc = get_str_buf(value, "base_branch", res->base_branch, sizeof(res->base_branch),
-                          err)) != 0 ||
+        (rc = get_str_buf(value, "base_branch", res->base_branch, sizeof(res->base_branch), err)) !=
+            0 ||
         (rc = get_str_buf(value, "commit", res->commit, sizeof(res->commit), err)) != 0 ||
         (rc = get_opt_str_ref(value, "agent_session_id", &s, err)) != 0)
         goto out;

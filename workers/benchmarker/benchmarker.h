@@ -21,6 +21,7 @@
  *      (no baseline and no history                          -> INCONCLUSIVE  NO_BASELINE,
  *       history in another unit / direction                 -> INCONCLUSIVE  UNIT_MISMATCH /
  *                                                                           DIRECTION_MISMATCH,
+ *       history holding a NaN / negative sample (our state) -> INCONCLUSIVE  BAD_HISTORY,
  *       LOCATION model with a zero baseline p95             -> INCONCLUSIVE  ZERO_BASELINE)
  *   2. L > T and p < alpha                                  -> REGRESSION    P95_REGRESSION
  *   3. both sides >= cfg.tail_min_samples and Lt > T        -> REGRESSION    P95_TAIL_REGRESSION
@@ -30,17 +31,19 @@
  *   7. otherwise                                            -> PASS
  *
  * Why this rule: a REGRESSION needs the whole interval above the threshold, not just the estimate.
- * Then a change whose true worsening is at most T is called a regression with probability at most
- * alpha / 2 whatever the noise (the interval is exact under the shift model), so neither noise on
- * shared CI runners (A/A) nor a real but tolerated slowdown (2 % under a 5 % threshold) blocks a
- * change. The estimate alone above T (5) or an interval too wide to rule out a worsening of
- * noise_factor x T (6) is "we cannot tell": INCONCLUSIVE, which fails the change by default (fail
- * closed). The p95 itself is reported but judged only through the shift and, with enough samples
- * (3), through its own bootstrap interval: with 30-50 samples a side the sample p95 is two to three
- * times noisier than the shift estimate, too noisy to resolve a 5 % threshold; with many samples
- * (3) catches a slower tail that leaves the bulk of the distribution unchanged.
- * Limits: a change that only moves the tail is seen by (3) only; with few samples a real
- * regression of about the threshold is INCONCLUSIVE rather than REGRESSION (it still fails).
+ * Then a change whose true worsening is at most T is called a regression by rule 2 with
+ * probability at most alpha / 2 whatever the noise (the interval is exact under the shift model
+ * without ties, asymptotic otherwise), so neither noise on shared CI runners (A/A) nor a real but
+ * tolerated slowdown (2 % under a 5 % threshold) blocks a change. The estimate alone above T (5)
+ * or an interval too wide to rule out a worsening of noise_factor x T (6) is "we cannot tell":
+ * INCONCLUSIVE, which fails the change by default (fail closed: noise never passes).
+ * The p95 is reported but judged through the shift: with 30-50 samples a side the sample p95 is
+ * about twice as noisy as the shift estimate (and its bootstrap interval too coarse to trust), too
+ * noisy to resolve a 5 % threshold. Only with tail_min_samples a side does rule 3 judge the p95 on
+ * its own bootstrap interval, to catch a slower tail that leaves the bulk unchanged.
+ * Limits: a tail-only change is seen by rule 3 only, so not with few samples; with few samples a
+ * real regression near the threshold is INCONCLUSIVE rather than REGRESSION (it still fails); the
+ * rule's detection power is bounded by the data (tests/unit/test_decision_quality.c prints it).
  *
  * Overall: any REGRESSION -> FAILED; else any INCONCLUSIVE (or no metrics: NO_METRICS) ->
  * INCONCLUSIVE; else PASSED. passed = PASSED, or INCONCLUSIVE when !cfg.inconclusive_fails.
@@ -64,7 +67,8 @@
  * visible answer instead of waiting for a pair that never completes: no metrics (NO_METRICS), no
  * or too few samples on a side (TOO_FEW_SAMPLES), no baseline anywhere (NO_BASELINE), history in
  * another unit or direction (UNIT_MISMATCH / DIRECTION_MISMATCH; the report has one unit per
- * metric, so baseline and candidate cannot disagree within it), a zero baseline (ZERO_BASELINE).
+ * metric, so baseline and candidate cannot disagree within it), a corrupt history entry
+ * (BAD_HISTORY: our state, not the report's fault), a zero baseline (ZERO_BASELINE).
  *
  * Threads: none of these functions keeps state; results and configs are used by one thread at a
  * time. */
@@ -137,8 +141,7 @@ typedef struct benchmarker_report {
 /* Copy a bench_report Avro value into a new report that owns every string and array (values from
  * the codec are reused, so nothing is borrowed from them). Caller frees with
  * benchmarker_report_destroy. FL_ESCHEMA when the value does not have the bench_report shape. */
-int benchmarker_report_from_avro(avro_value_t *value, benchmarker_report_t **out,
-                                 fl_error_t *err);
+int benchmarker_report_from_avro(avro_value_t *value, benchmarker_report_t **out, fl_error_t *err);
 
 /* Free a report made by benchmarker_report_from_avro (not a caller-built view). NULL is a no-op. */
 void benchmarker_report_destroy(benchmarker_report_t *report);
@@ -259,8 +262,8 @@ typedef struct benchmarker_result {
 
 /* Judge one metric against its baseline (the report's samples, else history when not NULL; the
  * caller matches history to the metric). seed feeds the bootstrap. reason is filled for every
- * verdict but PASS (*has_reason tells). The metric must have passed benchmarker_report_check;
- * FL_EINVAL otherwise (defensive: it never reads NaN). */
+ * verdict but PASS (*has_reason tells). FL_EINVAL when the metric would not pass
+ * benchmarker_report_check (it never reads a NaN). */
 int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_metric_t *metric,
                              const benchmarker_history_t *history, uint64_t seed,
                              benchmarker_metric_result_t *out, benchmarker_reason_t *reason,
@@ -281,13 +284,11 @@ void benchmarker_result_destroy(benchmarker_result_t *res); /* NULL is a no-op *
 
 /* Fill out (a value of the benchmark_result schema; reset first) from res. FL_ESCHEMA with err
  * when the value does not have the benchmark_result shape. */
-int benchmarker_result_to_avro(const benchmarker_result_t *res, avro_value_t *out,
-                               fl_error_t *err);
+int benchmarker_result_to_avro(const benchmarker_result_t *res, avro_value_t *out, fl_error_t *err);
 
 /* Rebuild a result from a benchmark_result value (e.g. a pending half read back from Redis).
  * *out is new (benchmarker_result_destroy). FL_ESCHEMA when the shape is wrong. */
-int benchmarker_result_from_avro(avro_value_t *value, benchmarker_result_t **out,
-                                 fl_error_t *err);
+int benchmarker_result_from_avro(avro_value_t *value, benchmarker_result_t **out, fl_error_t *err);
 
 const char *benchmarker_verdict_name(benchmarker_verdict_t v);               /* "PASSED" */
 const char *benchmarker_metric_verdict_name(benchmarker_metric_verdict_t v); /* "REGRESSION" */
