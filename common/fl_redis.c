@@ -1,6 +1,5 @@
 #include "fl_redis.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,6 +8,98 @@
 
 #include "fl_id.h"
 #include "fl_log.h"
+
+
+/* ---------- hiredis <-> libuv glue ----------
+ * Our own copy of hiredis 0.14's adapters/libuv.h with one fix: libuv reports a socket error
+ * (a refused connect among them) as a negative status with no events, and the stock adapter
+ * returns without telling hiredis, so a connect to a stopped Redis never completes and the
+ * worker never reconnects. Here hiredis is handed the event and finds the error itself. */
+
+typedef struct redis_events {
+    redisAsyncContext *context;
+    uv_poll_t handle;
+    int events;
+} redis_events_t;
+
+static void events_poll_cb(uv_poll_t *handle, int status, int events) {
+    redis_events_t *p = handle->data;
+    if (p->context == NULL)
+        return;
+    if (status != 0) {
+        if (!(p->context->c.flags & REDIS_CONNECTED))
+            redisAsyncHandleWrite(p->context); /* completes the connect with its error */
+        else
+            redisAsyncHandleRead(p->context); /* reads the error or EOF and disconnects */
+        return;
+    }
+    if (events & UV_READABLE)
+        redisAsyncHandleRead(p->context);
+    if (p->context != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(p->context);
+}
+
+static void events_update(redis_events_t *p) {
+    if (p->events)
+        uv_poll_start(&p->handle, p->events, events_poll_cb);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void events_add_read(void *privdata) {
+    redis_events_t *p = privdata;
+    p->events |= UV_READABLE;
+    events_update(p);
+}
+
+static void events_del_read(void *privdata) {
+    redis_events_t *p = privdata;
+    p->events &= ~UV_READABLE;
+    events_update(p);
+}
+
+static void events_add_write(void *privdata) {
+    redis_events_t *p = privdata;
+    p->events |= UV_WRITABLE;
+    events_update(p);
+}
+
+static void events_del_write(void *privdata) {
+    redis_events_t *p = privdata;
+    p->events &= ~UV_WRITABLE;
+    events_update(p);
+}
+
+static void events_closed(uv_handle_t *handle) {
+    free(handle->data);
+}
+
+static void events_cleanup(void *privdata) {
+    redis_events_t *p = privdata;
+    p->context = NULL;
+    uv_close((uv_handle_t *)&p->handle, events_closed);
+}
+
+static int events_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+    if (ac->ev.data != NULL)
+        return REDIS_ERR;
+    redis_events_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        abort();
+    if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
+        free(p);
+        return REDIS_ERR;
+    }
+    ac->ev.addRead = events_add_read;
+    ac->ev.delRead = events_del_read;
+    ac->ev.addWrite = events_add_write;
+    ac->ev.delWrite = events_del_write;
+    ac->ev.cleanup = events_cleanup;
+    ac->ev.data = p;
+    p->handle.data = p;
+    p->context = ac;
+    return REDIS_OK;
+}
 
 /* One accepted command. Lives until hiredis calls back (always exactly once, with NULL on
  * disconnect), even after its deadline fired: `done` then says the user was already told. */
@@ -30,6 +121,7 @@ struct fl_redis {
     uv_loop_t *loop;
     redisAsyncContext *ac;
     bool connected;
+    bool probing; /* TCP is up, the PING that proves the server answers is in flight */
     bool closing;
     char *host;
     int port;
@@ -45,6 +137,10 @@ struct fl_redis {
 };
 
 static void redis_connect(fl_redis_t *redis);
+
+static void reconnect_cb(uv_timer_t *timer) {
+    redis_connect(timer->data);
+}
 
 static void cmd_unlink(fl_redis_t *redis, redis_cmd_t *cmd) {
     if (cmd->prev)
@@ -92,7 +188,7 @@ static void schedule_reconnect(fl_redis_t *redis) {
     redis->backoff_cur = redis->backoff_cur * 2 > redis->backoff_max_ms ? redis->backoff_max_ms
                                                                         : redis->backoff_cur * 2;
     fl_debug("redis: reconnecting in %d ms", delay);
-    uv_timer_start(&redis->reconnect_timer, (uv_timer_cb)redis_connect, (uint64_t)delay, 0);
+    uv_timer_start(&redis->reconnect_timer, reconnect_cb, (uint64_t)delay, 0);
 }
 
 static int send_cmd(fl_redis_t *redis, redis_cmd_t *cmd, int argc, const char **argv,
@@ -133,7 +229,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata) {
 
 static int send_cmd(fl_redis_t *redis, redis_cmd_t *cmd, int argc, const char **argv,
                     const size_t *argvlen) {
-    if (!redis->connected || redis->ac == NULL || redis->closing)
+    if ((!redis->connected && !redis->probing) || redis->ac == NULL || redis->closing)
         return FL_EREDIS;
     if (redisAsyncCommandArgv(redis->ac, reply_cb, cmd, argc, argv, argvlen) != REDIS_OK)
         return FL_EREDIS;
@@ -162,11 +258,16 @@ static void deadline_cb(uv_timer_t *timer) {
         redis->ac = NULL;
         redisAsyncFree(ac);
     }
-    if (redis->connected) {
+    redis->probing = false;
+    if (redis->connected)
         set_state(redis, false);
+    /* The disconnect callback only runs for contexts hiredis saw connected; make sure a retry
+     * is scheduled either way. */
+    if (!uv_is_active((uv_handle_t *)&redis->reconnect_timer))
         schedule_reconnect(redis);
-    }
 }
+
+static void ping_cb(void *arg, redisReply *reply, int err);
 
 static void connect_cb(const redisAsyncContext *ac, int status) {
     fl_redis_t *redis = ac->data;
@@ -177,6 +278,29 @@ static void connect_cb(const redisAsyncContext *ac, int status) {
         schedule_reconnect(redis);
         return;
     }
+    /* A TCP connection is not an answering server (a frozen Redis still accepts into its
+     * backlog): up only once a PING is answered within the deadline. */
+    redis_cmd_t *cmd = calloc(1, sizeof(*cmd));
+    if (cmd == NULL)
+        abort();
+    cmd->redis = redis;
+    cmd->cb = ping_cb;
+    cmd->arg = redis;
+    const char *argv[] = {"PING"};
+    redis->probing = true;
+    if (send_cmd(redis, cmd, 1, argv, NULL) != 0) {
+        redis->probing = false;
+        cmd_free(cmd);
+    }
+}
+
+static void ping_cb(void *arg, redisReply *reply, int err) {
+    fl_redis_t *redis = arg;
+    redis->probing = false;
+    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_STATUS) {
+        /* The deadline or the disconnect path reconnects. */
+        return;
+    }
     fl_info("redis: connected to %s:%d", redis->host, redis->port);
     redis->backoff_cur = redis->backoff_ms;
     set_state(redis, true);
@@ -185,6 +309,7 @@ static void connect_cb(const redisAsyncContext *ac, int status) {
 static void disconnect_cb(const redisAsyncContext *ac, int status) {
     fl_redis_t *redis = ac->data;
     redis->ac = NULL;
+    redis->probing = false;
     if (!redis->closing)
         fl_warn("redis: disconnected from %s:%d%s%s", redis->host, redis->port,
                 status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
@@ -205,7 +330,7 @@ static void redis_connect(fl_redis_t *redis) {
         return;
     }
     ac->data = redis;
-    if (redisLibuvAttach(ac, redis->loop) != REDIS_OK) {
+    if (events_attach(ac, redis->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         schedule_reconnect(redis);
         return;
