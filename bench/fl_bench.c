@@ -29,8 +29,7 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *bootstrap) {
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr));
     if (type == RD_KAFKA_PRODUCER) {
         rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof(errstr));
-        rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", errstr,
-                          sizeof(errstr));
+        rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", errstr, sizeof(errstr));
     } else {
         rd_kafka_conf_set(conf, "group.id", "fl-bench-raw", errstr, sizeof(errstr));
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr));

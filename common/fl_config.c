@@ -96,8 +96,8 @@ static int parse_value(cfg_value_t *val, const char *text, const char *origin, f
             return fl_error_set(err, FL_ECONFIG, false, "%s (%s): '%s' is not an integer", d->key,
                                 origin, text);
         if (d->min <= d->max && ((double)n < d->min || (double)n > d->max))
-            return fl_error_set(err, FL_ECONFIG, false, "%s (%s): %lld is outside [%g, %g]",
-                                d->key, origin, n, d->min, d->max);
+            return fl_error_set(err, FL_ECONFIG, false, "%s (%s): %lld is outside [%g, %g]", d->key,
+                                origin, n, d->min, d->max);
         val->v.i = n;
         break;
     }
@@ -480,8 +480,9 @@ void fl_config_usage(const fl_config_t *cfg, FILE *out) {
                     k->def && *k->def ? k->def : "none");
         }
     }
-    fprintf(out, "  --kafka.<property>=<value>           any librdkafka property, passed through\n"
-                 "                                       (e.g. --kafka.bootstrap.servers=host:9092)\n");
+    fprintf(out,
+            "  --kafka.<property>=<value>           any librdkafka property, passed through\n"
+            "                                       (e.g. --kafka.bootstrap.servers=host:9092)\n");
 }
 
 const char *fl_config_topic(const fl_config_t *cfg, const char *type, char *buf, size_t len) {

@@ -3,7 +3,8 @@
  * Keys are declared up front with a type, a default, bounds and a help line. Sources:
  *   - file: `--config PATH` (or FEEDLOOP_CONFIG), lines `key = value`, `#` comments;
  *   - environment: FEEDLOOP_<KEY> with dots as underscores, upper case
- *     (redis.port -> FEEDLOOP_REDIS_PORT; kafka.bootstrap.servers -> FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS);
+ *     (redis.port -> FEEDLOOP_REDIS_PORT; kafka.bootstrap.servers ->
+ * FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS);
  *   - command line: `--key=value` or `--key value`; booleans also as bare `--key`.
  * Unknown keys and values that do not parse or are out of bounds are errors naming the key and
  * the source. Keys starting with `kafka.` are not declared: they pass through to librdkafka.

@@ -33,7 +33,7 @@ enum {
 #define FL_ERR_ENUM(name, msg) FL_E##name,
     FL_ERRNO_MAP(FL_ERR_ENUM)
 #undef FL_ERR_ENUM
-    FL_E__END
+        FL_E__END
 };
 
 /* Human-readable message for an FL_E* code (static string, never NULL). */

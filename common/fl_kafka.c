@@ -66,14 +66,10 @@ rd_kafka_t *fl_kafka_new(const fl_config_t *cfg, fl_kafka_role_t role, const cha
         {"enable.idempotence", "false"},
     };
     static const char *consumer[][2] = {
-        {"enable.auto.commit", "true"},
-        {"auto.commit.interval.ms", "1000"},
-        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
-        {"session.timeout.ms", "6000"},
-        {"heartbeat.interval.ms", "1000"},
-        {"fetch.wait.max.ms", "10"},
-        {"enable.partition.eof", "false"},
+        {"enable.auto.commit", "true"},        {"auto.commit.interval.ms", "1000"},
+        {"enable.auto.offset.store", "false"}, {"auto.offset.reset", "earliest"},
+        {"session.timeout.ms", "6000"},        {"heartbeat.interval.ms", "1000"},
+        {"fetch.wait.max.ms", "10"},           {"enable.partition.eof", "false"},
     };
     for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
         if (set_prop(&ctx, common[i][0], common[i][1]) != 0)

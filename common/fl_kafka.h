@@ -18,7 +18,8 @@ typedef enum { FL_KAFKA_PRODUCER, FL_KAFKA_CONSUMER } fl_kafka_role_t;
 /* New librdkafka handle for role: feedloop's defaults for the role, then every `kafka.*` key of
  * cfg on top (so users override anything), group.id from cfg for consumers. client_id names the
  * process ("feedloop-validator"). setup (may be NULL) adds callbacks and
- * the opaque to the conf before the handle is made. Returns NULL with err filled (naming the property). */
+ * the opaque to the conf before the handle is made. Returns NULL with err filled (naming the
+ * property). */
 rd_kafka_t *fl_kafka_new(const fl_config_t *cfg, fl_kafka_role_t role, const char *client_id,
                          const char *group_id, void (*setup)(rd_kafka_conf_t *conf, void *arg),
                          void *setup_arg, fl_error_t *err);

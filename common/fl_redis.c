@@ -9,7 +9,6 @@
 #include "fl_id.h"
 #include "fl_log.h"
 
-
 /* ---------- hiredis <-> libuv glue ----------
  * Our own copy of hiredis 0.14's adapters/libuv.h with one fix: libuv reports a socket error
  * (a refused connect among them) as a negative status with no events, and the stock adapter

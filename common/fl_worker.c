@@ -349,8 +349,8 @@ static int job_produce(fl_job_t *job, const char *topic, const char *ce_type, co
     fl_kafka_headers_add_ce(hdrs, &ce);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)buf, len),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
+        RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(hdrs);
         char why[300];
@@ -408,8 +408,7 @@ void fl_job_dead_letter(fl_job_t *job, const char *code, const char *reason) {
     if (avro_value_get_by_name(&v, "source_offset", &f, NULL) == 0)
         avro_value_set_long(&f, fl_job_offset(job));
     if (avro_value_get_by_name(&v, "payload", &f, NULL) == 0)
-        avro_value_set_bytes(&f, job->rkm->payload ? job->rkm->payload : (void *)"",
-                             job->rkm->len);
+        avro_value_set_bytes(&f, job->rkm->payload ? job->rkm->payload : (void *)"", job->rkm->len);
     if (avro_value_get_by_name(&v, "key", &f, NULL) == 0) {
         if (job->rkm->key != NULL) {
             avro_value_set_branch(&f, 1, &b);
@@ -478,9 +477,9 @@ int fl_job_redis_eval(fl_job_t *job, const fl_redis_script_t *script, int numkey
     redis_op_t *op = xcalloc(1, sizeof(*op));
     op->job = job;
     op->cb = cb;
-    return job_redis_sent(job, op,
-                          fl_redis_eval(job->w->redis, script, numkeys, argc, argv, argvlen,
-                                        redis_reply, op));
+    return job_redis_sent(
+        job, op,
+        fl_redis_eval(job->w->redis, script, numkeys, argc, argv, argvlen, redis_reply, op));
 }
 
 /* ---------- consuming ---------- */
@@ -535,8 +534,8 @@ static void on_message(fl_worker_t *w, rd_kafka_message_t *rkm) {
     const fl_event_type_t *type = NULL;
     avro_value_t *value = NULL;
     fl_error_t err = {0};
-    int rc = fl_codec_decode(w->codec, rkm->payload, rkm->payload ? rkm->len : 0, &type, &value,
-                             &err);
+    int rc =
+        fl_codec_decode(w->codec, rkm->payload, rkm->payload ? rkm->len : 0, &type, &value, &err);
     if (rc == FL_EFINGERPRINT) {
         fl_job_dead_letter(job, "UNKNOWN_FINGERPRINT", err.text);
         return;
@@ -1001,8 +1000,8 @@ static int setup(fl_worker_t *w, fl_error_t *err) {
     }
     int port = (int)fl_config_int(w->cfg, "http.port");
     if (port >= 0) {
-        rc = fl_http_start(&w->loop, fl_config_str(w->cfg, "http.host"), port, http_cb, w,
-                           &w->http, err);
+        rc = fl_http_start(&w->loop, fl_config_str(w->cfg, "http.host"), port, http_cb, w, &w->http,
+                           err);
         if (rc != 0)
             return rc;
         fl_info("serving /healthz /readyz /metrics on %s:%d", fl_config_str(w->cfg, "http.host"),

@@ -38,13 +38,13 @@ typedef struct fl_worker fl_worker_t;
 typedef struct fl_job fl_job_t;
 
 typedef struct fl_worker_def {
-    const char *name;                 /* "validator": client id feedloop-<name>, group default */
-    const char *summary;              /* one line for --help */
-    const char *const *inputs;        /* event types consumed, NULL-terminated */
-    const char *const *outputs;       /* event types produced (checked at start), NULL-terminated */
-    const fl_config_key_t *keys;      /* worker-specific config keys */
+    const char *name;            /* "validator": client id feedloop-<name>, group default */
+    const char *summary;         /* one line for --help */
+    const char *const *inputs;   /* event types consumed, NULL-terminated */
+    const char *const *outputs;  /* event types produced (checked at start), NULL-terminated */
+    const fl_config_key_t *keys; /* worker-specific config keys */
     size_t nkeys;
-    bool uses_redis;                  /* readiness and retries depend on Redis */
+    bool uses_redis; /* readiness and retries depend on Redis */
     /* After config, codec, Redis and Kafka are set up; before consuming. Non-zero aborts start. */
     int (*init)(fl_worker_t *w, void *opaque, fl_error_t *err);
     /* One decoded input. value is borrowed and reused after return. */

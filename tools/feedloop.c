@@ -2,8 +2,8 @@
  *
  *   feedloop emit <event-type> [FILE|-]   JSON (one object, or JSON lines) -> Avro -> topic
  *   feedloop tail <event-type|topic>      topic -> JSON lines, until stopped or --count
- *   feedloop broker [...]                 host a librdkafka mock cluster (see feedloop broker --help)
- *   feedloop types                        list the event types compiled in
+ *   feedloop broker [...]                 host a librdkafka mock cluster (see feedloop broker
+ * --help) feedloop types                        list the event types compiled in
  *
  * emit and tail take the same configuration as the workers (file, FEEDLOOP_* environment,
  * --key=value, --kafka.<property>). */
@@ -126,10 +126,9 @@ static void random_id(char out[FL_ID_LEN]) {
     close(fd);
     b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
-    snprintf(out, FL_ID_LEN,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    snprintf(out, FL_ID_LEN, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 /* Read every JSON value of the input: one document, or JSON lines. */
@@ -295,11 +294,10 @@ static int cmd_emit(int argc, char **argv) {
         fl_kafka_headers_add_ce(hdrs, &ce);
         rd_kafka_resp_err_t kerr;
         do {
-            kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                     RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                                     RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_HEADERS(hdrs),
-                                     RD_KAFKA_V_END);
+            kerr = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)buf, len),
+                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
             if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 rd_kafka_poll(rk, 100);
         } while (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL && !stop_requested);
@@ -388,8 +386,8 @@ static int cmd_tail(int argc, char **argv) {
     else
         snprintf(topic, sizeof(topic), "%s", arg);
     /* No group: tail is a read-only view and must not move anyone's offsets. */
-    rk = fl_kafka_new(cfg, FL_KAFKA_CONSUMER, "feedloop-cli", "feedloop-cli-tail", NULL, NULL,
-                      &err);
+    rk =
+        fl_kafka_new(cfg, FL_KAFKA_CONSUMER, "feedloop-cli", "feedloop-cli-tail", NULL, NULL, &err);
     if (rk == NULL) {
         fprintf(stderr, "feedloop tail: %s\n", err.text);
         code = 2;
@@ -420,8 +418,8 @@ static int cmd_tail(int argc, char **argv) {
         if (rkm == NULL) {
             if (idle_ms > 0 && fl_now_ms() - last >= idle_ms) {
                 if (want > 0) {
-                    fprintf(stderr, "feedloop tail: %lld of %lld events before the timeout\n",
-                            seen, want);
+                    fprintf(stderr, "feedloop tail: %lld of %lld events before the timeout\n", seen,
+                            want);
                     code = 1;
                 }
                 break;
@@ -449,9 +447,8 @@ static int cmd_tail(int argc, char **argv) {
             json_object_set_new(outj, "topic", json_string(rd_kafka_topic_name(rkm->rkt)));
             json_object_set_new(outj, "partition", json_integer(rkm->partition));
             json_object_set_new(outj, "offset", json_integer(rkm->offset));
-            json_object_set_new(outj, "key", rkm->key ? json_stringn_nocheck(rkm->key,
-                                                                             rkm->key_len)
-                                                      : json_null());
+            json_object_set_new(
+                outj, "key", rkm->key ? json_stringn_nocheck(rkm->key, rkm->key_len) : json_null());
             json_object_set_new(outj, "type", json_string(type ? fl_event_type_name(type) : ""));
             json_object_set_new(outj, "headers", headers_json(rkm));
             json_object_set_new(outj, "value", vj);

@@ -54,8 +54,7 @@ static int payload(const char *kind) {
     }
     if (strcmp(kind, "wrong-type") == 0) {
         const fl_event_type_t *dl = fl_codec_type(codec, "notification");
-        snprintf(path, sizeof(path), "%s/tests/fixtures/events/notification.json",
-                 src ? src : ".");
+        snprintf(path, sizeof(path), "%s/tests/fixtures/events/notification.json", src ? src : ".");
         json_t *nj = json_load_file(path, 0, &jerr);
         avro_value_t nv;
         fl_event_type_new_value(dl, &nv);
@@ -120,10 +119,10 @@ static int produce(const char *bootstrap, const char *topic, const char *key, co
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
     if (ce_id)
         rd_kafka_header_add(hdrs, "ce_id", -1, ce_id, -1);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, n), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, n),
+                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
     if (err)
         return die(rd_kafka_err2str(err));
     if (rd_kafka_flush(rk, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR)

@@ -156,8 +156,8 @@ static void test_help(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_layering),
-        cmocka_unit_test(test_bad_config),    cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_defaults),   cmocka_unit_test(test_layering),
+        cmocka_unit_test(test_bad_config), cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_help),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -281,8 +281,8 @@ static void fmt_pair(char *buf, size_t len, double a, const char *op, double b) 
     }
 }
 
-void validator_judge(const validator_report_t *rep, const validator_rules_t *rules,
-                     bool has_base, double base_coverage, validator_verdict_t *v) {
+void validator_judge(const validator_report_t *rep, const validator_rules_t *rules, bool has_base,
+                     double base_coverage, validator_verdict_t *v) {
     memset(v, 0, sizeof(*v));
     if (rep->is_base) {
         v->kind = VALIDATOR_BASELINE_RECORDED;
@@ -307,8 +307,8 @@ void validator_judge(const validator_report_t *rep, const validator_rules_t *rul
         }
     } else if (rules->no_base == VALIDATOR_NO_BASE_REJECT) {
         add_reason(v, "NO_BASE_COVERAGE",
-                   "No base-branch coverage is known yet; send a base-branch report first",
-                   "%s@%s", rep->repo, rep->base_branch);
+                   "No base-branch coverage is known yet; send a base-branch report first", "%s@%s",
+                   rep->repo, rep->base_branch);
     }
     if (rep->cyclomatic > rules->max_cyclomatic)
         add_reason(v, "CYCLOMATIC_TOO_HIGH", "Cyclomatic complexity over the limit", "%d>%d",
