@@ -25,6 +25,7 @@ typedef struct part {
     int32_t partition;
     fl_job_t *head, *tail; /* jobs of the current generation, offset order */
     int64_t rewind;        /* offset to seek back to on recovery, -1 = none */
+    int64_t store;         /* offset to store at the next flush, -1 = none */
     bool assigned;
 } part_t;
 
@@ -88,6 +89,13 @@ struct fl_worker {
     char dlq_topic[256];
     char source[128];
     int exit_code;
+    struct {
+        int kind;
+        const char *type;
+        fl_metrics_counter_t *c;
+    } counters[64];
+    size_t ncounters;
+    fl_metrics_histogram_t *latency;
 };
 
 /* ---------- small helpers ---------- */
@@ -114,6 +122,32 @@ static void count(fl_worker_t *w, const char *name, const char *help, const char
     fl_metrics_counter_add(w->metrics, name, help, label_key ? labels : NULL, 1);
 }
 
+/* Per-event counters by type label, resolved once: labels are the codec's type names, whose
+ * pointers live as long as the worker, so the cache is keyed by pointer. */
+static fl_metrics_counter_t *type_counter(fl_worker_t *w, int kind, const char *type) {
+    for (size_t i = 0; i < w->ncounters; i++)
+        if (w->counters[i].kind == kind && w->counters[i].type == type)
+            return w->counters[i].c;
+    char labels[128] = "";
+    fl_metrics_label_append(labels, sizeof(labels), "type", type);
+    fl_metrics_counter_t *c =
+        kind == 0 ? fl_metrics_counter(w->metrics, "events_in_total", "Events consumed", labels)
+                  : fl_metrics_counter(w->metrics, "events_out_total", "Events produced", labels);
+    if (c != NULL && w->ncounters < sizeof(w->counters) / sizeof(w->counters[0])) {
+        w->counters[w->ncounters].kind = kind;
+        w->counters[w->ncounters].type = type;
+        w->counters[w->ncounters].c = c;
+        w->ncounters++;
+    }
+    return c;
+}
+
+static void count_type(fl_worker_t *w, int kind, const char *type) {
+    fl_metrics_counter_t *c = type_counter(w, kind, type);
+    if (c != NULL)
+        fl_metrics_inc(c, 1);
+}
+
 /* ---------- partitions ---------- */
 
 static part_t *part_get(fl_worker_t *w, const char *topic, int32_t partition, bool create) {
@@ -126,6 +160,7 @@ static part_t *part_get(fl_worker_t *w, const char *topic, int32_t partition, bo
     p->topic = xstrdup(topic);
     p->partition = partition;
     p->rewind = -1;
+    p->store = -1;
     w->parts = realloc(w->parts, (w->nparts + 1) * sizeof(*w->parts));
     if (w->parts == NULL)
         abort();
@@ -175,14 +210,29 @@ static void part_advance(fl_worker_t *w, part_t *p) {
         next = j->rkm->offset + 1;
         job_free(j);
     }
-    if (next < 0)
+    if (next >= 0)
+        p->store = next;
+}
+
+/* Store every partition's completed offset in one call (once per loop pass, not per event). */
+static void flush_offsets(fl_worker_t *w) {
+    rd_kafka_topic_partition_list_t *list = NULL;
+    for (size_t i = 0; i < w->nparts; i++) {
+        part_t *p = w->parts[i];
+        if (p->store < 0)
+            continue;
+        if (p->assigned) {
+            if (list == NULL)
+                list = rd_kafka_topic_partition_list_new((int)w->nparts);
+            rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = p->store;
+        }
+        p->store = -1;
+    }
+    if (list == NULL)
         return;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = next;
     rd_kafka_resp_err_t err = rd_kafka_offsets_store(w->consumer, list);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        fl_debug("offset store %s[%d]@%lld: %s", p->topic, p->partition, (long long)next,
-                 rd_kafka_err2str(err));
+        fl_debug("offset store: %s", rd_kafka_err2str(err));
     rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -263,9 +313,12 @@ static void job_finish(fl_job_t *job) {
     fl_worker_t *w = job->w;
     w->inflight--;
     double secs = (double)(uv_hrtime() - job->start_ns) / 1e9;
-    fl_metrics_histogram_observe(w->metrics, "processing_seconds",
-                                 "Time from consuming an event to its outputs being acknowledged",
-                                 NULL, secs);
+    if (w->latency == NULL)
+        w->latency = fl_metrics_histogram(
+            w->metrics, "processing_seconds",
+            "Time from consuming an event to its outputs being acknowledged", NULL);
+    if (w->latency != NULL)
+        fl_metrics_observe(w->latency, secs);
     if (job->part != NULL && !job->failed) {
         job->complete = true;
         part_advance(w, job->part);
@@ -359,7 +412,7 @@ static int job_produce(fl_job_t *job, const char *topic, const char *ce_type, co
         return FL_EKAFKA;
     }
     job->pending++;
-    count(w, "events_out_total", "Events produced", "type", type_label);
+    count_type(w, 1, type_label);
     return 0;
 }
 
@@ -529,7 +582,10 @@ static void on_message(fl_worker_t *w, rd_kafka_message_t *rkm) {
                  (long long)rkm->offset);
     fl_kafka_header_str(rkm, "traceparent", job->traceparent, sizeof(job->traceparent));
     const char *want = expected_type(w, topic);
-    count(w, "events_in_total", "Events consumed", "type", want ? want : topic);
+    if (want != NULL)
+        count_type(w, 0, want);
+    else
+        count(w, "events_in_total", "Events consumed", "type", topic);
 
     const fl_event_type_t *type = NULL;
     avro_value_t *value = NULL;
@@ -577,6 +633,7 @@ static void drain_consumer(fl_worker_t *w) {
         uv_idle_start(&w->idle, idle_cb);
     else
         uv_idle_stop(&w->idle);
+    flush_offsets(w);
 }
 
 static void drain_pipe(int fd) {
@@ -599,6 +656,7 @@ static void producer_poll_cb(uv_poll_t *h, int status, int events) {
     fl_worker_t *w = h->data;
     drain_pipe(w->ppipe[0]);
     rd_kafka_poll(w->producer, 0);
+    flush_offsets(w);
 }
 
 /* ---------- librdkafka callbacks (served on the loop thread by the polls above) ---------- */
@@ -681,12 +739,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             part_detach(p);
             p->assigned = true;
             p->rewind = -1;
+            p->store = -1;
         }
         rd_kafka_assign(rk, list);
         if (w->degraded || w->draining)
             rd_kafka_pause_partitions(rk, list);
     } else {
         fl_info("revoked %d partitions", list->cnt);
+        flush_offsets(w);
         for (int i = 0; i < list->cnt; i++) {
             part_t *p = part_get(w, list->elems[i].topic, list->elems[i].partition, false);
             if (p != NULL) {
@@ -817,6 +877,7 @@ static void finish_drain(fl_worker_t *w) {
     uint64_t now = uv_now(&w->loop);
     int left = w->drain_deadline > now ? (int)(w->drain_deadline - now) : 0;
     rd_kafka_flush(w->producer, left > 100 ? left : 100);
+    flush_offsets(w);
     if (w->inflight > 0)
         fl_warn("shutdown: %d events still in flight after %lld ms; they will be redelivered",
                 w->inflight, fl_config_int(w->cfg, "shutdown.timeout.ms"));
@@ -844,6 +905,7 @@ static void signal_cb(uv_signal_t *h, int signum) {
 static void tick_cb(uv_timer_t *h) {
     fl_worker_t *w = h->data;
     uint64_t now = uv_now(&w->loop);
+    flush_offsets(w);
     if (w->exit_code != 0 && !w->draining)
         begin_drain(w, "fatal error");
     if (w->draining) {

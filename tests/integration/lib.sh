@@ -46,7 +46,7 @@ FL_BROKER=${FL_BROKER:-mock}
 export FL_SOURCE_DIR FL_BIN_DIR FL_BROKER
 
 fl_log() {
-    printf '%s [%s] %s\n' "$(date +%H:%M:%S.%3N)" "${FL_TEST_NAME:-test}" "$*" >&2
+    printf '%s [%s] %s\n' "$(date +%H:%M:%S.%3N)" "${FL_TEST_NAME:-test}" "$*" >&2 || true
 }
 
 fl_fail() {
@@ -118,14 +118,23 @@ fl_bin() {
 
 # --- process registry -------------------------------------------------------------------------
 
+# Kept twice: in a file (the watchdog reads it; fl_spawn may run in a subshell) and in the
+# shell's own list (cleanup still works if the temp dir was removed under the test's feet).
+FL_PIDS=()
+
 _fl_register() { # <pid> <name>
-    echo "$1 $2" >>"$FL_TMPDIR/.pids"
+    FL_PIDS+=("$1")
+    echo "$1 $2" >>"$FL_TMPDIR/.pids" 2>/dev/null || true
 }
 
 _fl_unregister() { # <pid>
+    local i
+    for i in "${!FL_PIDS[@]}"; do
+        [[ ${FL_PIDS[$i]} == "$1" ]] && unset 'FL_PIDS[i]'
+    done
     [[ -f $FL_TMPDIR/.pids ]] || return 0
     grep -v "^$1 " "$FL_TMPDIR/.pids" >"$FL_TMPDIR/.pids.tmp" || true
-    mv "$FL_TMPDIR/.pids.tmp" "$FL_TMPDIR/.pids"
+    mv "$FL_TMPDIR/.pids.tmp" "$FL_TMPDIR/.pids" 2>/dev/null || true
 }
 
 # Alive and not a zombie: a child of ours that exited stays visible to kill -0 until reaped.
@@ -302,18 +311,29 @@ fl_stop_broker() {
 # --- cleanup ----------------------------------------------------------------------------------
 
 fl_stop_all() {
-    local pid name dir
-    [[ -n ${FL_TMPDIR:-} && -d $FL_TMPDIR ]] || return 0
+    local pid dir pids=() i
+    [[ -n ${FL_TMPDIR:-} ]] || return 0
+    # Cleanup must run to its end: no errexit, no second signal cutting it short.
+    set +e
+    trap '' INT TERM
     # Most recent first: workers before the broker and Redis they talk to.
+    for ((i = ${#FL_PIDS[@]} - 1; i >= 0; i--)); do
+        [[ -n ${FL_PIDS[i]:-} ]] && pids+=("${FL_PIDS[i]}")
+    done
     if [[ -f $FL_TMPDIR/.pids ]]; then
-        while read -r pid name; do
-            fl_kill "$pid"
+        while read -r pid _; do
+            [[ " ${pids[*]} " == *" $pid "* ]] || pids+=("$pid")
         done < <(tac "$FL_TMPDIR/.pids")
     fi
+    for pid in "${pids[@]}"; do
+        fl_kill "$pid"
+    done
     if [[ -f $FL_TMPDIR/.kafka ]]; then
         while read -r dir; do
             "$FL_SOURCE_DIR/tests/kafka/stop.sh" "$dir"
         done <"$FL_TMPDIR/.kafka"
+    elif [[ ${FL_BROKER_KIND:-} == kafka && -n ${FL_BROKER_PID:-} ]]; then
+        fl_kill "$FL_BROKER_PID" # the workdir is gone: at least the JVM goes
     fi
     if [[ -s $FL_TMPDIR/.watchdog ]]; then
         # Its whole process group (it leads its own session), so its `sleep` goes too.
@@ -325,6 +345,9 @@ fl_stop_all() {
         rm -rf "$FL_TMPDIR"
     fi
     FL_TMPDIR=
+    FL_PIDS=()
+    trap '_fl_on_signal INT 2' INT
+    trap '_fl_on_signal TERM 15' TERM
 }
 
 # If the test's shell is killed outright, no trap runs: the watchdog (in its own session, so

@@ -339,6 +339,14 @@ static size_t samples_parse(const char *s, size_t len, double **out) {
     return n;
 }
 
+static const char *pair_change(const job_ctx_t *ctx) {
+    return ctx->half == HALF_VALIDATION ? ctx->val->change_id : ctx->bench->change_id;
+}
+
+static const char *pair_commit(const job_ctx_t *ctx) {
+    return ctx->half == HALF_VALIDATION ? ctx->val->commit : ctx->bench->commit;
+}
+
 /* Copy the encoding of value (single-object bytes) as this job's half. */
 static int keep_half(fl_job_t *job, const fl_event_type_t *type, avro_value_t *value) {
     job_ctx_t *ctx = fl_job_ctx(job);
@@ -387,22 +395,14 @@ static int load_half(fl_job_t *job, half_t which, const redisReply *r) {
         }
     }
     if (rc != 0) {
-        fl_error("stored %s half in %s is unreadable (%s); ignoring it", half_field[which],
-                 ctx->pending_key, err.text);
+        fl_error("change %s commit %s: the stored %s half is unreadable (%s); ignoring it",
+                 pair_change(ctx), pair_commit(ctx), half_field[which], err.text);
         return -1;
     }
     return 0;
 }
 
 /* ---------- join ---------- */
-
-static const char *pair_change(const job_ctx_t *ctx) {
-    return ctx->half == HALF_VALIDATION ? ctx->val->change_id : ctx->bench->change_id;
-}
-
-static const char *pair_commit(const job_ctx_t *ctx) {
-    return ctx->half == HALF_VALIDATION ? ctx->val->commit : ctx->bench->commit;
-}
 
 static void emit_review(fl_job_t *job) {
     job_ctx_t *ctx = fl_job_ctx(job);
