@@ -121,6 +121,8 @@ struct fl_redis {
     redisAsyncContext *ac;
     bool connected;
     bool probing; /* TCP is up, the PING that proves the server answers is in flight */
+    bool timing_out;
+    uint64_t connect_deadline;
     bool closing;
     char *host;
     int port;
@@ -136,6 +138,7 @@ struct fl_redis {
 };
 
 static void redis_connect(fl_redis_t *redis);
+static void ping_cb(void *arg, redisReply *reply, int err);
 
 static void reconnect_cb(uv_timer_t *timer) {
     redis_connect(timer->data);
@@ -199,7 +202,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata) {
     redisReply *reply = r;
     cmd_unlink(redis, cmd);
     if (reply == NULL) {
-        cmd_finish(cmd, NULL, FL_EREDIS);
+        cmd_finish(cmd, NULL, redis->timing_out ? FL_ETIMEOUT : FL_EREDIS);
         cmd_free(cmd);
         return;
     }
@@ -228,7 +231,8 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata) {
 
 static int send_cmd(fl_redis_t *redis, redis_cmd_t *cmd, int argc, const char **argv,
                     const size_t *argvlen) {
-    if ((!redis->connected && !redis->probing) || redis->ac == NULL || redis->closing)
+    bool probe = cmd->cb == ping_cb;
+    if ((!redis->connected && !(probe && redis->probing)) || redis->ac == NULL || redis->closing)
         return FL_EREDIS;
     if (redisAsyncCommandArgv(redis->ac, reply_cb, cmd, argc, argv, argvlen) != REDIS_OK)
         return FL_EREDIS;
@@ -245,18 +249,34 @@ static int send_cmd(fl_redis_t *redis, redis_cmd_t *cmd, int argc, const char **
 
 static void deadline_cb(uv_timer_t *timer) {
     fl_redis_t *redis = timer->data;
-    if (redis->head == NULL || redis->head->deadline > uv_now(redis->loop))
-        return;
-    fl_warn("redis: command timed out after %d ms; dropping the connection", redis->timeout_ms);
-    for (redis_cmd_t *c = redis->head; c != NULL; c = c->next)
-        cmd_finish(c, NULL, FL_ETIMEOUT);
-    /* Freeing calls every pending reply_cb with NULL (already finished: they only free) and then
-     * the disconnect callback, which schedules the reconnect. */
-    if (redis->ac != NULL) {
+    uint64_t now = uv_now(redis->loop);
+    if (redis->ac != NULL && !redis->connected && !redis->probing && redis->head == NULL &&
+        now > redis->connect_deadline) {
+        /* A connect that never completes (a black-holed address) would otherwise wait for the
+         * kernel's own timeout, minutes. No connect or disconnect callback runs on this free. */
+        fl_warn("redis: connect to %s:%d timed out after %d ms", redis->host, redis->port,
+                redis->timeout_ms);
         redisAsyncContext *ac = redis->ac;
         redis->ac = NULL;
         redisAsyncFree(ac);
+        schedule_reconnect(redis);
+        return;
     }
+    if (redis->head == NULL || redis->head->deadline > now)
+        return;
+    fl_warn("redis: command timed out after %d ms; dropping the connection", redis->timeout_ms);
+    /* No user code runs while the list is walked: freeing the context calls reply_cb with NULL
+     * for every pending command (reported as FL_ETIMEOUT while timing_out is set) and then the
+     * disconnect callback. A callback may send (refused: no context) or close the client. */
+    if (redis->ac != NULL) {
+        redisAsyncContext *ac = redis->ac;
+        redis->ac = NULL;
+        redis->timing_out = true;
+        redisAsyncFree(ac);
+        redis->timing_out = false;
+    }
+    if (redis->closing)
+        return;
     redis->probing = false;
     if (redis->connected)
         set_state(redis, false);
@@ -266,7 +286,6 @@ static void deadline_cb(uv_timer_t *timer) {
         schedule_reconnect(redis);
 }
 
-static void ping_cb(void *arg, redisReply *reply, int err);
 
 static void connect_cb(const redisAsyncContext *ac, int status) {
     fl_redis_t *redis = ac->data;
@@ -297,7 +316,13 @@ static void ping_cb(void *arg, redisReply *reply, int err) {
     fl_redis_t *redis = arg;
     redis->probing = false;
     if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_STATUS) {
-        /* The deadline or the disconnect path reconnects. */
+        /* A deadline or a lost connection already reconnects; an error reply (LOADING, NOAUTH,
+         * MASTERDOWN) leaves a live connection nobody would drop: drop it here. */
+        if (reply != NULL && redis->ac != NULL) {
+            fl_warn("redis: %s:%d answers PING with '%s'; reconnecting", redis->host, redis->port,
+                    reply->str ? reply->str : "?");
+            redisAsyncDisconnect(redis->ac);
+        }
         return;
     }
     fl_info("redis: connected to %s:%d", redis->host, redis->port);
@@ -337,6 +362,7 @@ static void redis_connect(fl_redis_t *redis) {
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     redis->ac = ac;
+    redis->connect_deadline = uv_now(redis->loop) + (uint64_t)redis->timeout_ms;
 }
 
 int fl_redis_new(uv_loop_t *loop, const fl_redis_opts_t *opts, fl_redis_state_cb state_cb,
@@ -399,7 +425,7 @@ bool fl_redis_up(const fl_redis_t *redis) {
 }
 
 unsigned long fl_redis_error_count(const fl_redis_t *redis) {
-    return redis->errors;
+    return redis != NULL ? redis->errors : 0;
 }
 
 static redis_cmd_t *cmd_new(fl_redis_t *redis, fl_redis_reply_cb cb, void *arg) {

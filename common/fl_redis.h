@@ -4,7 +4,9 @@
  * hiredis 0.14 has no async timeouts, so every command records its deadline; one timer checks
  * the oldest pending command (replies come in order on one connection) and, when it is late,
  * fails every pending command with FL_ETIMEOUT and drops the connection, which then reconnects
- * with backoff. While disconnected, commands fail at once with FL_EREDIS (retriable).
+ * with backoff. While disconnected (or connected but not yet answering PING), commands fail at
+ * once with FL_EREDIS (retriable). A connect that does not complete within the deadline is
+ * abandoned and retried.
  *
  * Threads: loop thread only. */
 #ifndef FL_REDIS_H
@@ -61,7 +63,8 @@ int fl_redis_command(fl_redis_t *redis, int argc, const char **argv, const size_
 /* Compute the script's SHA-1 (no I/O). */
 void fl_redis_script_init(fl_redis_script_t *script, const char *source);
 
-/* EVALSHA script numkeys keys... args...; on NOSCRIPT, EVAL with the same arguments (which also
+/* EVALSHA script numkeys keys... args...; script is borrowed and must outlive the command (its
+ * source is resent on NOSCRIPT). on NOSCRIPT, EVAL with the same arguments (which also
  * caches the script server-side). argv holds the keys followed by the args. Same contract as
  * fl_redis_command. */
 int fl_redis_eval(fl_redis_t *redis, const fl_redis_script_t *script, int numkeys, int argc,
