@@ -286,7 +286,6 @@ static void deadline_cb(uv_timer_t *timer) {
         schedule_reconnect(redis);
 }
 
-
 static void connect_cb(const redisAsyncContext *ac, int status) {
     fl_redis_t *redis = ac->data;
     if (status != REDIS_OK) {
