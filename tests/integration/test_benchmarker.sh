@@ -38,6 +38,10 @@ tail_select() {
 
 # 0. Base reports.
 vl_emit ci_report "$FIX/ci_report.base.json" --ce-id ci-base-1
+# The base coverage must be recorded before any change report: each is keyed by its own change
+# id, so on another partition, and could otherwise be judged first (REJECTED NO_BASE_COVERAGE).
+fl_wait_for 60 bash -c "[[ \$(redis-cli -p $FL_REDIS_PORT HGET fl:validator:base:$REPO:main coverage) == 82 ]]" ||
+  fl_fail "base CI report not recorded by the validator"
 jq -c --argjson tool "$(bm_samples 50 0.38 3)" \
   '.change_id = "acme/checkout-api@main" | .branch = "main" | .agent_session_id = null
    | .is_base_report = true | .metrics[2].candidate = $tool' "$FIX/bench_report.json" \

@@ -63,6 +63,8 @@ static int payload(const char *kind) {
         fl_codec_encode(codec, dl, &nv, &buf, &len, &err);
         memcpy(out, buf, len);
         n = len;
+        avro_value_decref(&nv);
+        json_decref(nj);
     } else {
         if (fl_codec_encode(codec, ci, &v, &buf, &len, &err) != 0)
             return die(err.text);

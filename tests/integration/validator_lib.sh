@@ -28,9 +28,12 @@ VL_RUNS=0
 # vl_start [extra args...]: start the validator, wait until /readyz answers 200.
 vl_start() {
   VL_RUNS=$((VL_RUNS + 1))
-  VL_HTTP=$(fl_free_port)
-  FEEDLOOP_HTTP_PORT=$VL_HTTP fl_spawn "validator.$VL_RUNS" "$FL_VALIDATOR" "$@"
+  # Port 0: the worker binds an ephemeral port (no race with other tests) and logs it.
+  FEEDLOOP_HTTP_PORT=0 fl_spawn "validator.$VL_RUNS" "$FL_VALIDATOR" "$@"
   VL_PID=$FL_LAST_PID
+  local log="$FL_TMP/validator.$VL_RUNS.log"
+  fl_wait_for 60 grep -q "serving /healthz" "$log" || { cat "$log" >&2; fl_fail "validator did not start"; }
+  VL_HTTP=$(sed -n 's/.*serving \/healthz \/readyz \/metrics on [0-9.]*:\([0-9]*\).*/\1/p' "$log" | tail -1)
   fl_wait_for 60 vl_ready || { cat "$FL_TMP/validator.$VL_RUNS.log" >&2; fl_fail "validator never became ready"; }
 }
 
