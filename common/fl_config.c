@@ -276,6 +276,21 @@ static void env_name(const char *key, char *buf, size_t len) {
     buf[n] = '\0';
 }
 
+/* Docker/Kubernetes service-link variables: X_SERVICE_HOST, X_SERVICE_PORT[_NAME], X_PORT,
+ * X_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]. */
+static bool k8s_service_link(const char *name) {
+    if (strstr(name, "_SERVICE_HOST") != NULL || strstr(name, "_SERVICE_PORT") != NULL)
+        return true;
+    size_t n = strlen(name);
+    if (n >= 5 && strcmp(name + n - 5, "_PORT") == 0)
+        return true;
+    for (const char *p = strstr(name, "_PORT_"); p != NULL; p = strstr(p + 1, "_PORT_"))
+        if (isdigit((unsigned char)p[6]) &&
+            (strstr(p, "_TCP") != NULL || strstr(p, "_UDP") != NULL || strstr(p, "_SCTP") != NULL))
+            return true;
+    return false;
+}
+
 static int load_env(fl_config_t *cfg, char **envp, fl_error_t *err) {
     if (envp == NULL)
         return 0;
@@ -293,10 +308,7 @@ static int load_env(fl_config_t *cfg, char **envp, fl_error_t *err) {
         name[nlen] = '\0';
         if (strcmp(name, "FEEDLOOP_CONFIG") == 0)
             continue;
-        /* Kubernetes injects <SERVICE>_SERVICE_HOST/_PORT and <SERVICE>_PORT* for a Service
-         * named "feedloop"; those are not configuration. */
-        if (strncmp(name, "FEEDLOOP_SERVICE_", 17) == 0 || strncmp(name, "FEEDLOOP_PORT", 13) == 0)
-            continue;
+
         char origin[300];
         snprintf(origin, sizeof(origin), "environment %s", name);
         const char *key = NULL;
@@ -309,6 +321,12 @@ static int load_env(fl_config_t *cfg, char **envp, fl_error_t *err) {
             }
         }
         int rc;
+        if (key == NULL && k8s_service_link(name)) {
+            /* Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_80_TCP... for every
+             * Service in the namespace: for Services named feedloop-*, those start with
+             * FEEDLOOP_ and are not configuration. */
+            continue;
+        }
         if (key != NULL) {
             rc = fl_config_set(cfg, key, eq + 1, origin, err);
         } else if (strncmp(name, "FEEDLOOP_KAFKA_", 15) == 0 && name[15] != '\0') {

@@ -29,7 +29,7 @@ static const fl_config_key_t emit_keys[] = {
     {"ce-id", FL_CFG_STRING, NULL, 0, -1,
      "ce_id header of the event (single event only; default: a random UUID)"},
     {"key-field", FL_CFG_STRING, NULL, 0, -1,
-     "field whose value is the Kafka key (default: change_id, else service)"},
+     "field whose value is the Kafka key (default: the type's key: change_id, service, ...)"},
     {"timeout.ms", FL_CFG_INT, "30000", 100, 3600000, "how long to wait for acknowledgements"},
 };
 
@@ -129,6 +129,33 @@ static void random_id(char out[FL_ID_LEN]) {
     snprintf(out, FL_ID_LEN, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
              b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
              b[14], b[15]);
+}
+
+/* The Kafka key of each event type: the entity whose order matters (schemas/README.md). */
+static const char *default_key(const char *type) {
+    static const char *by_service[] = {"review_decision",
+                                       "deploy_command",
+                                       "deploy_status",
+                                       "metrics_sample",
+                                       "canary_alert",
+                                       "rollback_request",
+                                       "rollback_result",
+                                       "error_event",
+                                       "performance_feedback",
+                                       "notification",
+                                       NULL};
+    for (const char **t = by_service; *t != NULL; t++)
+        if (strcmp(type, *t) == 0)
+            return "service";
+    if (strcmp(type, "feedback_context") == 0)
+        return "agent_session_id";
+    if (strcmp(type, "pattern") == 0)
+        return "pattern_id";
+    if (strcmp(type, "rule_update") == 0)
+        return "rule_id";
+    if (strcmp(type, "circuit_breaker_event") == 0)
+        return "scope";
+    return "change_id";
 }
 
 /* Read every JSON value of the input: one document, or JSON lines. */
@@ -277,11 +304,7 @@ static int cmd_emit(int argc, char **argv) {
             break;
         }
         json_t *ev = json_array_get(events, i);
-        const char *key = NULL;
-        if (kf[0])
-            key = json_string_value(json_object_get(ev, kf));
-        else if ((key = json_string_value(json_object_get(ev, "change_id"))) == NULL)
-            key = json_string_value(json_object_get(ev, "service"));
+        const char *key = json_string_value(json_object_get(ev, kf[0] ? kf : default_key(tname)));
         char id[FL_ID_LEN];
         char tp[56];
         if (ce_id[0])

@@ -57,10 +57,20 @@ static void test_layering(void **state) {
     char cfgarg[256];
     snprintf(cfgarg, sizeof(cfgarg), "--config=%s", path);
     char *argv[] = {"prog", cfgarg, "--demo.count", "9", "--demo.flag", "pos1", NULL};
-    char *envp[] = {"FEEDLOOP_DEMO_NAME=from-env", "FEEDLOOP_DEMO_COUNT=8",
-                    "FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1", "OTHER=1", NULL};
+    /* Service-link variables Kubernetes injects for Services named feedloop-* are ignored. */
+    char *envp[] = {"FEEDLOOP_DEMO_NAME=from-env",
+                    "FEEDLOOP_DEMO_COUNT=8",
+                    "FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1",
+                    "OTHER=1",
+                    "FEEDLOOP_VALIDATOR_SERVICE_HOST=10.0.0.1",
+                    "FEEDLOOP_VALIDATOR_SERVICE_PORT_HTTP=8080",
+                    "FEEDLOOP_KAFKA_PORT=tcp://10.0.0.2:9092",
+                    "FEEDLOOP_KAFKA_PORT_9092_TCP_ADDR=10.0.0.2",
+                    NULL};
     fl_error_t err = {0};
-    assert_int_equal(fl_config_load(cfg, 6, argv, envp, &err), 0);
+    int rc = fl_config_load(cfg, 6, argv, envp, &err);
+    if (rc != 0)
+        fail_msg("load: %s", err.text);
     assert_int_equal(fl_config_int(cfg, "demo.count"), 9);            /* argv wins */
     assert_string_equal(fl_config_str(cfg, "demo.name"), "from-env"); /* env over file */
     assert_true(fl_config_double(cfg, "demo.ratio") == 0.25);         /* file over default */
