@@ -495,6 +495,17 @@ void fl_job_dead_letter(fl_job_t *job, const char *code, const char *reason) {
     fl_job_done(job);
 }
 
+void fl_job_redis_failed(fl_job_t *job, redisReply *reply, int err) {
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+        (strncmp(reply->str, "WRONGTYPE", 9) == 0 || strncmp(reply->str, "ERR", 3) == 0)) {
+        char why[300];
+        snprintf(why, sizeof(why), "redis refused the state change: %.250s", reply->str);
+        fl_job_dead_letter(job, "STATE_ERROR", why);
+        return;
+    }
+    fl_job_retry(job, err == FL_ETIMEOUT ? "redis deadline passed" : "redis unreachable or busy");
+}
+
 static void redis_reply(void *arg, redisReply *reply, int err) {
     redis_op_t *op = arg;
     fl_job_t *job = op->job;

@@ -92,6 +92,12 @@ int fl_job_redis(fl_job_t *job, int argc, const char **argv, const size_t *argvl
 int fl_job_redis_eval(fl_job_t *job, const fl_redis_script_t *script, int numkeys, int argc,
                       const char **argv, const size_t *argvlen, fl_job_redis_cb cb);
 
+/* What to do when a Redis command of the job failed: connection loss, a deadline or a transient
+ * server state (LOADING, BUSY, OOM, READONLY, MASTERDOWN...) retries; an error reply that the
+ * same input would get again (WRONGTYPE, ERR: a script error, a bad command) would retry forever,
+ * so the input goes to the dead-letter topic as STATE_ERROR with the reply's text. */
+void fl_job_redis_failed(fl_job_t *job, redisReply *reply, int err);
+
 /* Send the input to the dead-letter topic with a stable reason code and a reason text; the
  * partition moves on. Implies fl_job_done(). */
 void fl_job_dead_letter(fl_job_t *job, const char *code, const char *reason);

@@ -82,4 +82,14 @@ ids=$(vl_outputs validation_result 5 | jq -r 'select(.value.verdict == "BASELINE
 fl_assert_eq "1" "$(wc -l <<<"$ids")" "redelivery re-emits the same ce_id"
 fl_assert_eq "1" "$(vl_redis HGET "fl:validator:base:acme/checkout-api:main" updates)" "still one state change"
 
+# 5. State Redis refuses for good (a key of the wrong type): a dead letter, not an endless retry.
+vl_redis SET "fl:validator:base:acme/wrongtype:main" "not-a-hash" >/dev/null
+vl_emit ci_report <(vl_change wrongtype-1 '.repo = "acme/wrongtype"')
+vl_emit ci_report <(vl_change after-wrongtype '.')
+dl=$(vl_outputs dead_letter $((total + 1)))
+fl_assert_eq "STATE_ERROR" "$(jq -r 'select(.key == "wrongtype-1") | .headers.fl_dlq_reason_code' <<<"$dl")" "wrong-type state"
+fl_wait_for 30 bash -c "\"$FL_CLI\" tail validation_result --timeout.ms 1000 --log.level=error | grep -q after-wrongtype" ||
+  fl_fail "events after a state error were not processed"
+vl_ready || fl_fail "not ready after a state error"
+
 echo "PASS test_validator_flow ($FL_BROKER)"

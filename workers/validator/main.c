@@ -117,8 +117,12 @@ static void emit_verdict(fl_job_t *job, validator_app_t *app, const validator_re
 
 static void base_applied_cb(fl_job_t *job, redisReply *reply, int err) {
     job_ctx_t *ctx = fl_job_ctx(job);
-    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        fl_job_retry(job, err == FL_ETIMEOUT ? "redis deadline passed" : "redis error");
+    if (err != 0 || reply == NULL) {
+        fl_job_redis_failed(job, reply, err);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        fl_job_dead_letter(job, "STATE_ERROR", "base script answered with a non-integer");
         return;
     }
     if (reply->integer == 0)
@@ -131,7 +135,7 @@ static void base_applied_cb(fl_job_t *job, redisReply *reply, int err) {
 static void base_loaded_cb(fl_job_t *job, redisReply *reply, int err) {
     job_ctx_t *ctx = fl_job_ctx(job);
     if (err != 0 || reply == NULL) {
-        fl_job_retry(job, err == FL_ETIMEOUT ? "redis deadline passed" : "redis error");
+        fl_job_redis_failed(job, reply, err);
         return;
     }
     bool has_base = false;
