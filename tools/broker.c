@@ -38,12 +38,12 @@
 
 /* The loop's default topics are "feedloop.<type>", one per event type. */
 static const char *const default_types[] = {
-    "ci_report",         "validation_result",     "bench_report",       "benchmark_result",
-    "review_request",    "review_decision",       "deploy_command",     "deploy_status",
-    "metrics_sample",    "rollback_request",      "rollback_result",    "deployment_outcome",
-    "error_event",       "deployment_analysis",   "rule_update",        "risk_assessment",
-    "feedback_context",  "performance_feedback",  "pattern",            "circuit_breaker_event",
-    "notification",      "canary_alert",          "dead_letter",
+    "ci_report",        "validation_result",    "bench_report",    "benchmark_result",
+    "review_request",   "review_decision",      "deploy_command",  "deploy_status",
+    "metrics_sample",   "rollback_request",     "rollback_result", "deployment_outcome",
+    "error_event",      "deployment_analysis",  "rule_update",     "risk_assessment",
+    "feedback_context", "performance_feedback", "pattern",         "circuit_breaker_event",
+    "notification",     "canary_alert",         "dead_letter",
 };
 
 /* Kafka protocol ApiKey names, indexed by key, for `request-error <ApiKey>`. librdkafka keeps
@@ -134,10 +134,10 @@ typedef enum {
 typedef struct fl_broker_ctl {
     const char *path; /* borrowed from argv; "-" for stdin */
     fl_broker_ctl_kind_t kind;
-    int fd;           /* -1 when not open */
-    bool created;     /* we made the FIFO, so we remove it at exit */
-    bool discarding;  /* the current line overflowed buf: drop it up to its newline */
-    off_t file_off;   /* FL_BROKER_CTL_FILE: how far the file has been read */
+    int fd;          /* -1 when not open */
+    bool created;    /* we made the FIFO, so we remove it at exit */
+    bool discarding; /* the current line overflowed buf: drop it up to its newline */
+    off_t file_off;  /* FL_BROKER_CTL_FILE: how far the file has been read */
     size_t len;
     char buf[FL_BROKER_LINE_MAX];
 } fl_broker_ctl_t;
@@ -172,44 +172,45 @@ static void signal_cb(int sig) {
 }
 
 static void usage(FILE *out, const char *prog) {
-    fprintf(out,
-            "usage: %s [options]\n"
-            "\n"
-            "Hosts a librdkafka mock Kafka cluster on 127.0.0.1 (random ports) until SIGTERM or\n"
-            "SIGINT. Prints its bootstrap servers on stdout as the first line.\n"
-            "\n"
-            "options:\n"
-            "  -b, --brokers N           brokers in the cluster (1..%d, default 1)\n"
-            "  -p, --partitions N        partitions of the default feedloop.* topics (default 4)\n"
-            "  -t, --topic NAME[:N]      also create topic NAME with N partitions (default: -p);\n"
-            "                            repeatable; overrides a default topic of the same name\n"
-            "  -f, --bootstrap-file PATH also write the bootstrap servers to PATH (atomically);\n"
-            "                            removed again at exit\n"
-            "  -c, --control PATH        read commands from PATH, one per line: a FIFO (created\n"
-            "                            when missing, reopened after each writer closes) or a\n"
-            "                            regular file (followed for appended lines); '-' reads\n"
-            "                            stdin; repeatable (up to %d)\n"
-            "  -d, --debug CONTEXTS      librdkafka debug contexts for the mock (e.g. mock,protocol)\n"
-            "  -l, --list-topics         print the topics it would create, NAME PARTITIONS a line,\n"
-            "                            and exit (the test harness creates the same on real Kafka)\n"
-            "  -h, --help                this text\n"
-            "\n"
-            "commands (each answered on stdout with 'ok <command>' or 'error <text>'):\n"
-            "  broker-down <id>                      close the broker's connections, refuse new\n"
-            "  broker-up <id>                        accept connections again\n"
-            "  request-error <api> <err> [count]     fail the next count (default 1) requests of\n"
-            "                                        ApiKey <api> (name like Produce, or number)\n"
-            "                                        with <err> (name like NOT_LEADER_FOR_PARTITION\n"
-            "                                        or REQUEST_TIMED_OUT, or number)\n"
-            "  request-error-clear <api>             drop the pending errors of <api>\n"
-            "  rtt <id> <ms>                         delay the broker's responses by ms\n"
-            "  topic-create <name> <partitions>      create a topic\n"
-            "\n"
-            "Broker ids are 1..N. The mock's known gaps: the first group join takes ~3 s;\n"
-            "rebalances wait session.timeout.ms - 1 s (use ~6000 ms); an empty fetch waits the\n"
-            "full fetch.wait.max.ms (use 1-10 ms); ~5 MiB kept per partition; topics are\n"
-            "auto-created even for consumers.\n",
-            prog, FL_BROKER_MAX_BROKERS, FL_BROKER_MAX_CONTROLS);
+    fprintf(
+        out,
+        "usage: %s [options]\n"
+        "\n"
+        "Hosts a librdkafka mock Kafka cluster on 127.0.0.1 (random ports) until SIGTERM or\n"
+        "SIGINT. Prints its bootstrap servers on stdout as the first line.\n"
+        "\n"
+        "options:\n"
+        "  -b, --brokers N           brokers in the cluster (1..%d, default 1)\n"
+        "  -p, --partitions N        partitions of the default feedloop.* topics (default 4)\n"
+        "  -t, --topic NAME[:N]      also create topic NAME with N partitions (default: -p);\n"
+        "                            repeatable; overrides a default topic of the same name\n"
+        "  -f, --bootstrap-file PATH also write the bootstrap servers to PATH (atomically);\n"
+        "                            removed again at exit\n"
+        "  -c, --control PATH        read commands from PATH, one per line: a FIFO (created\n"
+        "                            when missing, reopened after each writer closes) or a\n"
+        "                            regular file (followed for appended lines); '-' reads\n"
+        "                            stdin; repeatable (up to %d)\n"
+        "  -d, --debug CONTEXTS      librdkafka debug contexts for the mock (e.g. mock,protocol)\n"
+        "  -l, --list-topics         print the topics it would create, NAME PARTITIONS a line,\n"
+        "                            and exit (the test harness creates the same on real Kafka)\n"
+        "  -h, --help                this text\n"
+        "\n"
+        "commands (each answered on stdout with 'ok <command>' or 'error <text>'):\n"
+        "  broker-down <id>                      close the broker's connections, refuse new\n"
+        "  broker-up <id>                        accept connections again\n"
+        "  request-error <api> <err> [count]     fail the next count (default 1) requests of\n"
+        "                                        ApiKey <api> (name like Produce, or number)\n"
+        "                                        with <err> (name like NOT_LEADER_FOR_PARTITION\n"
+        "                                        or REQUEST_TIMED_OUT, or number)\n"
+        "  request-error-clear <api>             drop the pending errors of <api>\n"
+        "  rtt <id> <ms>                         delay the broker's responses by ms\n"
+        "  topic-create <name> <partitions>      create a topic\n"
+        "\n"
+        "Broker ids are 1..N. The mock's known gaps: the first group join takes ~3 s;\n"
+        "rebalances wait session.timeout.ms - 1 s (use ~6000 ms); an empty fetch waits the\n"
+        "full fetch.wait.max.ms (use 1-10 ms); ~5 MiB kept per partition; topics are\n"
+        "auto-created even for consumers.\n",
+        prog, FL_BROKER_MAX_BROKERS, FL_BROKER_MAX_CONTROLS);
 }
 
 /* Strict decimal parse into [lo, hi]: the whole string must be the number. */
@@ -358,8 +359,7 @@ static int parse_args(fl_broker_t *b, int argc, char **argv, bool *help, bool *l
             *help = true;
             return 0;
         case ':':
-            fprintf(stderr, "%s: option %s needs a value (see --help)\n", prog,
-                    argv[optind - 1]);
+            fprintf(stderr, "%s: option %s needs a value (see --help)\n", prog, argv[optind - 1]);
             return FL_EINVAL;
         default:
             fprintf(stderr, "%s: unknown option %s (see --help)\n", prog, argv[optind - 1]);
@@ -890,8 +890,7 @@ int fl_broker_main(int argc, char **argv) {
         goto out;
     printf("%s\n", bootstraps);
     fflush(stdout);
-    fl_info("mock cluster up: %d broker(s) at %s, %zu topics", b.broker_cnt, bootstraps,
-            b.ntopics);
+    fl_info("mock cluster up: %d broker(s) at %s, %zu topics", b.broker_cnt, bootstraps, b.ntopics);
 
     if (run(&b) != 0)
         goto out;

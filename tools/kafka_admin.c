@@ -148,8 +148,8 @@ static int create_topics(rd_kafka_t *rk, const kadmin_opts_t *o, int partitions,
     if (newt == NULL)
         abort();
     for (int i = 0; i < ntopics; i++) {
-        newt[i] = rd_kafka_NewTopic_new(topics[i], partitions, o->replication, errstr,
-                                        sizeof(errstr));
+        newt[i] =
+            rd_kafka_NewTopic_new(topics[i], partitions, o->replication, errstr, sizeof(errstr));
         if (newt[i] == NULL) {
             fl_error("topic %s: %s", topics[i], errstr);
             ret = FL_EINVAL;
@@ -215,8 +215,10 @@ out:
 
 int main(int argc, char **argv) {
     static const struct option opts[] = {
-        {"bootstrap", required_argument, NULL, 'b'}, {"timeout", required_argument, NULL, 't'},
-        {"replication", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+        {"bootstrap", required_argument, NULL, 'b'},
+        {"timeout", required_argument, NULL, 't'},
+        {"replication", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     kadmin_opts_t o = {.timeout_ms = 30000, .replication = 1};
@@ -224,8 +226,8 @@ int main(int argc, char **argv) {
     long v;
     int opt, status = 2;
 
-    fl_log_init("feedloop-kafka-admin", getenv("FL_KAFKA_ADMIN_DEBUG") ? FL_LOG_DEBUG
-                                                                        : FL_LOG_INFO);
+    fl_log_init("feedloop-kafka-admin",
+                getenv("FL_KAFKA_ADMIN_DEBUG") ? FL_LOG_DEBUG : FL_LOG_INFO);
     /* '+': stop at the command so that its arguments are not taken for options. */
     while ((opt = getopt_long(argc, argv, "+b:t:r:h", opts, NULL)) != -1) {
         switch (opt) {
@@ -272,8 +274,8 @@ int main(int argc, char **argv) {
             goto out;
         }
         rk = client_new(&o);
-        status = rk != NULL && create_topics(rk, &o, (int)v, argv + optind + 2,
-                                             argc - optind - 2, deadline) == 0
+        status = rk != NULL && create_topics(rk, &o, (int)v, argv + optind + 2, argc - optind - 2,
+                                             deadline) == 0
                      ? 0
                      : 1;
     } else {

@@ -81,8 +81,7 @@ static int produce(rt_t *rt, char phase) {
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     if (!conf_set(conf, "bootstrap.servers", rt->bootstrap) || !conf_set(conf, "acks", "all") ||
-        !conf_set(conf, "linger.ms", "5") ||
-        !conf_set(conf, "message.timeout.ms", "60000"))
+        !conf_set(conf, "linger.ms", "5") || !conf_set(conf, "message.timeout.ms", "60000"))
         goto out;
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (rk == NULL) {
@@ -210,8 +209,8 @@ static int consume(rt_t *rt, rd_kafka_t *rk, char phase, int *stale) {
         rd_kafka_message_destroy(rkm);
     }
     if (nseen < rt->count) {
-        fprintf(stderr, "kafka_roundtrip: phase %c: consumed %d of %d before the deadline\n",
-                phase, nseen, rt->count);
+        fprintf(stderr, "kafka_roundtrip: phase %c: consumed %d of %d before the deadline\n", phase,
+                nseen, rt->count);
         goto out;
     }
     /* Duplicates are legitimate (a produce retried after a lost response, without
@@ -262,8 +261,8 @@ static int commit_and_check(rt_t *rt, rd_kafka_t *rk) {
             continue; /* nothing consumed there: nothing to commit */
         if (c->err != RD_KAFKA_RESP_ERR_NO_ERROR || c->offset != p->offset) {
             fprintf(stderr,
-                    "kafka_roundtrip: %s[%" PRId32 "]: committed %" PRId64 " (%s), position %" PRId64
-                    "\n",
+                    "kafka_roundtrip: %s[%" PRId32 "]: committed %" PRId64
+                    " (%s), position %" PRId64 "\n",
                     c->topic, c->partition, c->offset, rd_kafka_err2str(c->err), p->offset);
             goto out;
         }
@@ -339,8 +338,9 @@ int main(int argc, char **argv) {
             timeout_s = atoi(optarg);
             break;
         default:
-            fprintf(stderr, "usage: %s -b BOOTSTRAP [-t TOPIC] [-n COUNT] [-g GROUP] "
-                            "[-T TIMEOUT_S]\n",
+            fprintf(stderr,
+                    "usage: %s -b BOOTSTRAP [-t TOPIC] [-n COUNT] [-g GROUP] "
+                    "[-T TIMEOUT_S]\n",
                     argv[0]);
             return opt == 'h' ? 0 : 2;
         }
@@ -350,8 +350,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: -b is required; -n 1..1000000, -T > 0 (see -h)\n", argv[0]);
         return 2;
     }
-    snprintf(rt.run_id, sizeof(rt.run_id), "rt%ld-%lld", (long)getpid(),
-             (long long)time(NULL));
+    snprintf(rt.run_id, sizeof(rt.run_id), "rt%ld-%lld", (long)getpid(), (long long)time(NULL));
     snprintf(rt.group, sizeof(rt.group), "%s", group != NULL ? group : rt.run_id);
     rt.deadline = now_ms() + (int64_t)timeout_s * 1000;
 

@@ -335,9 +335,12 @@ fl_stop_all() {
     elif [[ ${FL_BROKER_KIND:-} == kafka && -n ${FL_BROKER_PID:-} ]]; then
         fl_kill "$FL_BROKER_PID" # the workdir is gone: at least the JVM goes
     fi
+    # Its whole process group (it leads its own session), so its `sleep` goes too. Its own
+    # record is the sure one (setsid may fork); $! serves if the temp dir is gone.
     if [[ -s $FL_TMPDIR/.watchdog ]]; then
-        # Its whole process group (it leads its own session), so its `sleep` goes too.
         kill -TERM -- "-$(cat "$FL_TMPDIR/.watchdog")" 2>/dev/null || true
+    elif [[ -n ${_FL_WATCHDOG_PID:-} ]]; then
+        kill -TERM -- "-$_FL_WATCHDOG_PID" 2>/dev/null || kill "$_FL_WATCHDOG_PID" 2>/dev/null
     fi
     if [[ ${FL_KEEP_TMP:-0} == 1 ]]; then
         fl_log "kept $FL_TMPDIR"
@@ -380,3 +383,4 @@ trap '_fl_on_signal TERM 15' TERM
 # stdio to /dev/null: a watchdog holding the test's stdout open would make ctest wait for it.
 setsid bash -c "$(declare -f _fl_watchdog); _fl_watchdog \"\$@\"" _ "$$" "$FL_TMPDIR" \
     "$FL_SOURCE_DIR" </dev/null >/dev/null 2>&1 &
+_FL_WATCHDOG_PID=$!
