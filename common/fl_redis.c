@@ -18,14 +18,18 @@
 typedef struct redis_events {
     redisAsyncContext *context;
     uv_poll_t handle;
-    int events;
+    int events; /* what hiredis wants */
+    int active; /* what the poll handle watches */
 } redis_events_t;
+
+static void events_update(redis_events_t *p);
 
 static void events_poll_cb(uv_poll_t *handle, int status, int events) {
     redis_events_t *p = handle->data;
     if (p->context == NULL)
         return;
     if (status != 0) {
+        p->active = 0; /* libuv stopped the handle */
         if (!(p->context->c.flags & REDIS_CONNECTED))
             redisAsyncHandleWrite(p->context); /* completes the connect with its error */
         else
@@ -38,7 +42,12 @@ static void events_poll_cb(uv_poll_t *handle, int status, int events) {
         redisAsyncHandleWrite(p->context);
 }
 
+/* Only touch the poll when the interest really changes: hiredis asks for write interest on
+ * every command, and each uv_poll_start costs libuv two epoll_ctl calls on the next pass. */
 static void events_update(redis_events_t *p) {
+    if (p->events == p->active)
+        return;
+    p->active = p->events;
     if (p->events)
         uv_poll_start(&p->handle, p->events, events_poll_cb);
     else

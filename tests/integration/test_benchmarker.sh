@@ -30,10 +30,17 @@ TOOL=tool_server.call_ms
 HIST="fl:benchmarker:history:$REPO:main"
 commit() { printf '%040d' "$1"; } # a full-length, distinct sha per change
 
-# tail_value <type> <n> <jq select>: wait for n events of a type, print the selected values.
+# tail_select <type> <jq condition> [timeout_s]: wait until the topic holds an event whose
+# {key, headers, value} matches, print the first such one. Reads the whole topic each time, as a
+# restart may replay (same ids) and partitions interleave: no count of events is assumed.
 tail_select() {
-  local type=$1 n=$2 sel=$3
-  vl_outputs "$type" "$n" 90 | jq -c "select($sel)"
+  local type=$1 cond=$2 deadline=$((SECONDS + ${3:-90})) out
+  while :; do
+    out=$("$FL_CLI" tail "$type" --headers --timeout.ms 1000 --log.level=error | jq -c -s "map(select($cond)) | .[0] // empty")
+    [[ -n $out ]] && { echo "$out"; return 0; }
+    ((SECONDS < deadline)) || { fl_log "no $type with $cond"; bm_log | tail -n 20 >&2; return 1; }
+    sleep 0.2
+  done
 }
 
 # 0. Base reports.
@@ -64,7 +71,7 @@ fl_assert_eq "1" "$(bm_redis HGET "$HIST:$TOOL" updates)" "history written once"
 # A. Bench report first, then the CI report.
 CA="acme/checkout-api#A"
 vl_emit bench_report <(bm_report "$CA" "$(commit 1)") --ce-id bench-A
-res=$(tail_select benchmark_result 1 ".value.change_id == \"$CA\"")
+res=$(tail_select benchmark_result ".value.change_id == \"$CA\"")
 fl_assert_eq "PASSED" "$(jq -r .value.verdict <<<"$res")" "A benchmark verdict"
 fl_assert_eq "HISTORY" "$(jq -r --arg m "$TOOL" '.value.metrics[] | select(.name == $m) | .baseline_source' <<<"$res")" \
   "A: $TOOL judged against the base history"
@@ -79,9 +86,9 @@ ttl=$(bm_redis TTL "fl:benchmarker:pending:$CA:$(commit 1)")
 ((ttl > 604800 - 600)) || fl_fail "pending TTL $ttl, want benchmarker.join.ttl.s"
 
 vl_emit ci_report <(bm_ci "$CA" "$(commit 1)")
-rr=$(tail_select review_request 1 ".value.change_id == \"$CA\"")
+rr=$(tail_select review_request ".value.change_id == \"$CA\"")
 [[ -n $rr ]] || { bm_log >&2; fl_fail "no review request for A"; }
-val=$(tail_select validation_result 2 ".value.change_id == \"$CA\"")
+val=$(tail_select validation_result ".value.change_id == \"$CA\"")
 fl_assert_eq "PASSED" "$(jq -r .value.validation.verdict <<<"$rr")" "A: validation in the review request"
 fl_assert_eq "PASSED" "$(jq -r .value.benchmark.verdict <<<"$rr")" "A: benchmark in the review request"
 fl_assert_eq "3" "$(jq -r '.value.benchmark.metrics | length' <<<"$rr")" "A: every metric in the review request"
@@ -105,9 +112,9 @@ bm_stop
 grep -q "drained" "$FL_TMP/benchmarker.$BM_RUNS.log" || fl_fail "no drain logged"
 bm_start
 vl_emit bench_report <(bm_report "$CB" "$(commit 2)") --ce-id bench-B
-rr=$(tail_select review_request 2 ".value.change_id == \"$CB\"")
+rr=$(tail_select review_request ".value.change_id == \"$CB\"")
 [[ -n $rr ]] || { bm_log >&2; fl_fail "no review request for B"; }
-res=$(tail_select benchmark_result 2 ".value.change_id == \"$CB\"")
+res=$(tail_select benchmark_result ".value.change_id == \"$CB\"")
 fl_assert_eq "PASSED/PASSED" "$(jq -r .value.validation.verdict <<<"$rr")/$(jq -r .value.benchmark.verdict <<<"$rr")" \
   "B: both halves in the review request"
 fl_assert_eq "$(jq -r .headers.ce_id <<<"$res")" "$(jq -r .value.source_event_id <<<"$rr")" \
@@ -119,7 +126,7 @@ CC="acme/checkout-api#C"
 vl_emit ci_report <(bm_ci "$CC" "$(commit 3)")
 vl_emit bench_report <(bm_report "$CC" "$(commit 3)" \
   ".metrics[0].candidate = [.metrics[0].baseline[] * 1.3]") --ce-id bench-C
-res=$(tail_select benchmark_result 3 ".value.change_id == \"$CC\"")
+res=$(tail_select benchmark_result ".value.change_id == \"$CC\"")
 fl_log "C: $(jq -c --arg m "$LAT" '.value.metrics[] | select(.name == $m) | {verdict, reason_code, baseline_p95, candidate_p95, p95_change_percent, shift_worsening_low_percent, p_value}' <<<"$res")"
 fl_assert_eq "FAILED" "$(jq -r .value.verdict <<<"$res")" "C: benchmark verdict"
 fl_assert_eq "false" "$(jq -r .value.passed <<<"$res")" "C: passed"
@@ -140,7 +147,7 @@ fl_wait_for 60 bash -c "[[ \$(redis-cli -p $FL_REDIS_PORT HGET 'fl:benchmarker:c
   { bm_log >&2; fl_fail "C: pair not closed"; }
 # Both halves of C have been handled (the pair is closed): had a review request been emitted, it
 # would have been produced before that.
-tail_select validation_result 4 ".value.change_id == \"$CC\"" >/dev/null
+tail_select validation_result ".value.change_id == \"$CC\"" >/dev/null
 fl_assert_eq "0" "$(vl_count review_request | grep -c "$CC" || true)" "C: no review request"
 
 # D. Bad bench reports.
@@ -157,15 +164,18 @@ done
 grep -q "NEGATIVE_SAMPLE $LAT candidate\[3\]=-1.5" <<<"$(jq -r 'select(.key == "bad-negative") | .value.reason' <<<"$dl")" ||
   fl_fail "the reason names the sample"
 
-# E. A's completing validation result delivered again, with its own ce_id.
-val=$(tail_select validation_result 4 ".value.change_id == \"$CA\"")
+# E. A's completing validation result delivered again, with its own ce_id. (A restart may
+#    already have replayed inputs whose offsets were not committed yet: count, don't assume.)
+rr_of() { "$FL_CLI" tail review_request --headers --timeout.ms 1500 --log.level=error | jq -c --arg c "$1" 'select(.value.change_id == $c)'; }
+n_a=$(rr_of "$CA" | wc -l)
+val=$(tail_select validation_result ".value.change_id == \"$CA\"")
 vl_emit validation_result <(jq -c .value <<<"$val") --ce-id "$(jq -r .headers.ce_id <<<"$val")"
-fl_wait_for 60 bash -c "[[ \$(\"$FL_CLI\" tail review_request --timeout.ms 1500 --log.level=error | wc -l) -ge 3 ]]" ||
+fl_wait_for 60 bash -c "(( \$(\"$FL_CLI\" tail review_request --timeout.ms 1500 --log.level=error | grep -c '$CA') > $n_a ))" ||
   { bm_log >&2; fl_fail "the redelivered validation result re-emitted nothing"; }
-all=$(vl_outputs review_request 3)
-fl_assert_eq "3" "$(wc -l <<<"$all")" "review requests: A, B, A again"
-fl_assert_eq "1" "$(jq -r --arg c "$CA" 'select(.value.change_id == $c) | .headers.ce_id' <<<"$all" | sort -u | wc -l)" \
-  "A's review request re-emitted with the same ce_id"
+fl_assert_eq "1" "$(rr_of "$CA" | jq -r .headers.ce_id | sort -u | wc -l)" "A's review request re-emitted with the same ce_id"
+fl_assert_eq "1" "$(rr_of "$CB" | jq -r .headers.ce_id | sort -u | wc -l)" "one review request id for B"
+fl_assert_eq "0" "$(rr_of "$CC" | wc -l)" "still no review request for C"
+((n = $(bm_metric feedloop_benchmarker_review_requests_total), n >= 2)) ||
+  fl_fail "review requests counted in /metrics: $n, want >= 2 (B, A again)"
 
-fl_assert_eq "2" "$(bm_metric feedloop_benchmarker_review_requests_total)" "review requests after the restart (B, A again)"
 echo "PASS test_benchmarker ($FL_BROKER)"

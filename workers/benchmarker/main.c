@@ -227,11 +227,25 @@ static void count(fl_job_t *job, const char *name, const char *help, const char 
     fl_metrics_counter_add(fl_worker_metrics(fl_job_worker(job)), name, help, labels, 1);
 }
 
-static void redis_failed(fl_job_t *job, int err, const char *what) {
+static void bad_reply(fl_job_t *job, const char *what) {
     char why[128];
-    snprintf(why, sizeof(why), "redis %s: %s", what,
-             err == FL_ETIMEOUT ? "deadline passed" : "error or unexpected reply");
-    fl_job_retry(job, why);
+    snprintf(why, sizeof(why), "the %s script answered with an unexpected reply", what);
+    fl_job_dead_letter(job, "STATE_ERROR", why);
+}
+
+/* A failed command retries, or dead-letters an error reply the same input would get again
+ * (fl_job_redis_failed). A reply of the wrong shape comes from our own script and would come
+ * again too: STATE_ERROR, not a retry loop. */
+static bool reply_ok(fl_job_t *job, redisReply *reply, int err, int type, const char *what) {
+    if (err != 0 || reply == NULL) {
+        fl_job_redis_failed(job, reply, err);
+        return false;
+    }
+    if (reply->type != type) {
+        bad_reply(job, what);
+        return false;
+    }
+    return true;
 }
 
 /* ---------- config ---------- */
@@ -440,10 +454,8 @@ static void emit_review(fl_job_t *job) {
 
 static void close_cb(fl_job_t *job, redisReply *reply, int err) {
     job_ctx_t *ctx = fl_job_ctx(job);
-    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_STRING) {
-        redis_failed(job, err, "close");
+    if (!reply_ok(job, reply, err, REDIS_REPLY_STRING, "close"))
         return;
-    }
     if (strcmp(reply->str, fl_job_id(job)) != 0) {
         fl_info("change %s commit %s was settled concurrently by %s", pair_change(ctx),
                 pair_commit(ctx), reply->str);
@@ -466,16 +478,17 @@ static void close_cb(fl_job_t *job, redisReply *reply, int err) {
 static void join_cb(fl_job_t *job, redisReply *reply, int err) {
     job_ctx_t *ctx = fl_job_ctx(job);
     bench_app_t *app = ctx->app;
-    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-        reply->element[0]->type != REDIS_REPLY_STRING) {
-        redis_failed(job, err, "join");
+    if (!reply_ok(job, reply, err, REDIS_REPLY_ARRAY, "join"))
+        return;
+    if (reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING) {
+        bad_reply(job, "join");
         return;
     }
     half_t other = ctx->half == HALF_VALIDATION ? HALF_BENCHMARK : HALF_VALIDATION;
     if (strcmp(reply->element[0]->str, "closed") == 0) {
         if (reply->elements < 5 || reply->element[3]->type != REDIS_REPLY_STRING ||
             reply->element[4]->type != REDIS_REPLY_STRING) {
-            redis_failed(job, 0, "join");
+            bad_reply(job, "join");
             return;
         }
         if (strcmp(reply->element[3]->str, fl_job_id(job)) != 0) {
@@ -611,9 +624,10 @@ static void history_written_cb(fl_job_t *job, redisReply *reply, int err);
 
 static void history_loaded_cb(fl_job_t *job, redisReply *reply, int err) {
     job_ctx_t *ctx = fl_job_ctx(job);
-    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements != ctx->nhist) {
-        redis_failed(job, err, "history load");
+    if (!reply_ok(job, reply, err, REDIS_REPLY_ARRAY, "history load"))
+        return;
+    if (reply->elements != ctx->nhist) {
+        bad_reply(job, "history load");
         return;
     }
     hist_clear(ctx);
@@ -621,7 +635,7 @@ static void history_loaded_cb(fl_job_t *job, redisReply *reply, int err) {
         hist_slot_t *s = &ctx->hist[i];
         const redisReply *h = reply->element[i];
         if (h->type != REDIS_REPLY_ARRAY || h->elements != 4) {
-            redis_failed(job, 0, "history load");
+            bad_reply(job, "history load");
             return;
         }
         const redisReply *unit = h->element[0], *dir = h->element[1], *samples = h->element[2],
@@ -714,10 +728,8 @@ static void history_write(fl_job_t *job) {
 static void history_written_cb(fl_job_t *job, redisReply *reply, int err) {
     job_ctx_t *ctx = fl_job_ctx(job);
     const benchmarker_report_t *rep = ctx->report;
-    if (err != 0 || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        redis_failed(job, err, "history write");
+    if (!reply_ok(job, reply, err, REDIS_REPLY_INTEGER, "history write"))
         return;
-    }
     if (reply->integer == 2) {
         /* Another base report of this branch wrote in between: redo over its window. */
         if (++ctx->write_attempts >= HISTORY_WRITE_ATTEMPTS) {
