@@ -59,8 +59,7 @@ export FEEDLOOP_REDIS_PORT=$redis_port
 export FEEDLOOP_HTTP_HOST=127.0.0.1
 echo "up: mock Kafka at $FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS, Redis at 127.0.0.1:$redis_port" >&2
 
-workers=(validator)
-[[ -x "$build/workers/feedloop-benchmarker" ]] && "$build/workers/feedloop-benchmarker" --help 2>/dev/null | grep -q bench && workers+=(benchmarker)
+workers=(validator benchmarker)
 for w in "${workers[@]}"; do
   FEEDLOOP_HTTP_PORT=$(free_port) "$build/workers/feedloop-$w" >"$run/$w.log" 2>&1 &
   pids+=($!)
@@ -72,14 +71,12 @@ fl() { "$build/tools/feedloop" "$@"; }
 "$build/tools/feedloop" tail validation_result --log.level=error |
   jq -r --unbuffered '"validation  \(.change_id): \(.verdict)" + (if (.reasons|length) > 0 then " — " + ([.reasons[] | "\(.code) \(.detail)"] | join(", ")) else "" end)' &
 pids+=($!)
-if [[ " ${workers[*]} " == *" benchmarker "* ]]; then
-  "$build/tools/feedloop" tail benchmark_result --log.level=error |
-    jq -r --unbuffered '"benchmark   \(.change_id): \(.verdict)" + (if (.reasons|length) > 0 then " — " + ([.reasons[] | "\(.code) \(.detail)"] | join(", ")) else "" end)' &
-  pids+=($!)
-  "$build/tools/feedloop" tail review_request --log.level=error |
-    jq -r --unbuffered '"review      \(.change_id): ready for human review"' &
-  pids+=($!)
-fi
+"$build/tools/feedloop" tail benchmark_result --log.level=error |
+  jq -r --unbuffered '"benchmark   \(.change_id): \(.verdict)" + (if (.reasons|length) > 0 then " — " + ([.reasons[] | "\(.code) \(.detail)"] | join(", ")) else "" end)' &
+pids+=($!)
+"$build/tools/feedloop" tail review_request --log.level=error |
+  jq -r --unbuffered '"review      \(.change_id): ready for human review"' &
+pids+=($!)
 
 # The sample stream: the base branch first (its coverage is what changes are held to), then
 # the agent's changes.
@@ -87,18 +84,20 @@ fl emit ci_report "$here/examples/base.json" --log.level=error
 # Changes are keyed by change id and land on other partitions: wait until the base is recorded.
 fl tail validation_result --count 1 --timeout.ms 30000 --log.level=error >/dev/null
 fl emit ci_report "$here/examples/changes.jsonl" --log.level=error
-if [[ " ${workers[*]} " == *" benchmarker "* && -f "$here/examples/bench.jsonl" ]]; then
-  fl emit bench_report "$here/examples/bench.jsonl" --log.level=error
-fi
+fl emit bench_report "$here/examples/bench.jsonl" --log.level=error
 
 if ((once)); then
-  expected=$(( $(grep -c . "$here/examples/changes.jsonl") + 1 ))
-  for _ in $(seq 300); do
-    n=$("$build/tools/feedloop" tail validation_result --timeout.ms 500 --log.level=error 2>/dev/null | wc -l)
-    ((n >= expected)) && break
-    sleep 0.2
+  # Every validation result, every benchmark result and the review request(s) of changes that
+  # passed both.
+  count() { "$build/tools/feedloop" tail "$1" --timeout.ms 500 --log.level=error 2>/dev/null | wc -l; }
+  want_val=$(( $(grep -c . "$here/examples/changes.jsonl") + 1 ))
+  want_bench=$(grep -c . "$here/examples/bench.jsonl")
+  for _ in $(seq 120); do
+    (( $(count validation_result) >= want_val && $(count benchmark_result) >= want_bench &&
+       $(count review_request) >= 1 )) && break
+    sleep 0.5
   done
-  sleep 2
+  sleep 1
   exit 0
 fi
 echo "up: the loop is running; emit more with: FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS=$FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS $build/tools/feedloop emit ci_report FILE — Ctrl-C stops" >&2
