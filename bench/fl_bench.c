@@ -2,6 +2,9 @@
  *
  *   fl-bench fill <bootstrap> <topic> <n>     produce n distinct CI reports (change reports
  *                                             against one repo), wait for every ack
+ *   fl-bench fill-bench <bootstrap> <topic> <n> <samples>
+ *                                             produce n bench reports, each with two metrics of
+ *                                             <samples> baseline and <samples> candidate samples
  *   fl-bench consume <bootstrap> <topic> <n>  raw librdkafka consume of n messages from the
  *                                             beginning of every partition; prints msgs/s
  *   fl-bench watch <bootstrap> <topic> <n>    wait until the topic's high watermarks add up to
@@ -97,6 +100,81 @@ static int fill(const char *bootstrap, const char *topic, long n) {
     return 0;
 }
 
+/* Seeded lognormal-ish samples around mean (no libm needed beyond exp). */
+static double noise(uint64_t *state) {
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(*state >> 11) / 9007199254740992.0;
+}
+
+static int fill_bench(const char *bootstrap, const char *topic, long n, long samples) {
+    fl_codec_t *codec = NULL;
+    fl_error_t err = {0};
+    if (fl_codec_new(&codec, &err) != 0) {
+        fprintf(stderr, "fl-bench: %s\n", err.text);
+        return 1;
+    }
+    const fl_event_type_t *br = fl_codec_type(codec, "bench_report");
+    const char *src = getenv("FL_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/tests/fixtures/events/bench_report.json", src ? src : ".");
+    json_error_t jerr;
+    json_t *j = json_load_file(path, 0, &jerr);
+    if (j == NULL) {
+        fprintf(stderr, "fl-bench: %s: %s\n", path, jerr.text);
+        return 1;
+    }
+    /* Two metrics with baseline and candidate samples each. */
+    uint64_t st = 42;
+    json_t *metrics = json_array();
+    const char *names[2] = {"api.checkout.latency_p95", "tool_server.call_ms"};
+    for (int m = 0; m < 2; m++) {
+        json_t *base = json_array(), *cand = json_array();
+        for (long i = 0; i < samples; i++) {
+            json_array_append_new(base, json_real(200.0 * (0.97 + 0.06 * noise(&st))));
+            json_array_append_new(cand, json_real(201.0 * (0.97 + 0.06 * noise(&st))));
+        }
+        json_array_append_new(metrics,
+                              json_pack("{s:s,s:s,s:s,s:o,s:o,s:n}", "name", names[m], "unit", "ms",
+                                        "direction", "LOWER_IS_BETTER", "baseline", base,
+                                        "candidate", cand, "threshold_percent"));
+    }
+    json_object_set_new(j, "metrics", metrics);
+    avro_value_t v, f;
+    fl_event_type_new_value(br, &v);
+    if (fl_codec_from_json(br, j, &v, &err) != 0) {
+        fprintf(stderr, "fl-bench: %s\n", err.text);
+        return 1;
+    }
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, bootstrap);
+    avro_value_get_by_name(&v, "change_id", &f, NULL);
+    size_t bytes = 0;
+    for (long i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "bench/change-%ld", i);
+        avro_value_set_string(&f, id);
+        const void *buf;
+        size_t len;
+        fl_codec_encode(codec, br, &v, &buf, &len, &err);
+        bytes = len;
+        while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE((void *)buf, len),
+                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+        rd_kafka_poll(rk, 0);
+    }
+    if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "fl-bench: fill not acknowledged\n");
+        return 1;
+    }
+    fprintf(stderr, "fl-bench: %ld bench reports (%zu bytes each) in %s\n", n, bytes, topic);
+    rd_kafka_destroy(rk);
+    avro_value_decref(&v);
+    json_decref(j);
+    fl_codec_destroy(codec);
+    return 0;
+}
+
 static int partitions(rd_kafka_t *rk, const char *topic, rd_kafka_topic_partition_list_t **out) {
     const rd_kafka_metadata_t *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -182,10 +260,13 @@ static int watch(const char *bootstrap, const char *topic, long n) {
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "fill") == 0)
         return fill(argv[2], argv[3], atol(argv[4]));
+    if (argc == 6 && strcmp(argv[1], "fill-bench") == 0)
+        return fill_bench(argv[2], argv[3], atol(argv[4]), atol(argv[5]));
     if (argc == 5 && strcmp(argv[1], "consume") == 0)
         return consume(argv[2], argv[3], atol(argv[4]));
     if (argc == 5 && strcmp(argv[1], "watch") == 0)
         return watch(argv[2], argv[3], atol(argv[4]));
-    fprintf(stderr, "usage: fl-bench fill|consume|watch <bootstrap> <topic> <n>\n");
+    fprintf(stderr, "usage: fl-bench fill|consume|watch <bootstrap> <topic> <n>\n"
+                    "       fl-bench fill-bench <bootstrap> <topic> <n> <samples>\n");
     return 2;
 }
