@@ -169,13 +169,77 @@ double fl_stats_normal_quantile(double p) {
 /* ------------------------------------------------------------------------------------------ */
 /* Sorting, selection, type-7 quantiles */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+/* Order-preserving unsigned key of a double (not NaN): flip every bit of a negative, the sign bit
+ * of a positive. -0.0 gets the key of +0.0, so the two compare equal, as they do under `<`. */
+static inline uint64_t dkey(double v) {
+    uint64_t u;
+    memcpy(&u, &v, sizeof(u));
+    if (u == 0x8000000000000000ULL)
+        u = 0;
+    return (u >> 63) ? ~u : (u | 0x8000000000000000ULL);
+}
+
+#define SORT_SMALL 48
+
+static void insertion_sort(double *x, size_t n) {
+    for (size_t i = 1; i < n; i++) {
+        double v = x[i];
+        size_t j = i;
+        while (j > 0 && v < x[j - 1]) {
+            x[j] = x[j - 1];
+            j--;
+        }
+        x[j] = v;
+    }
+}
+
+/* Stable sort (equal values keep their order, as with a merge sort): LSD radix sort on the keys,
+ * 8 bits a pass, skipping the passes where every key has the same digit (the exponent bytes of
+ * samples of one magnitude). tmp holds n doubles. */
+void fl_stats_sort_with(double *x, size_t n, double *tmp) {
+    if (n < SORT_SMALL) {
+        insertion_sort(x, n);
+        return;
+    }
+    size_t cnt[8][256];
+    memset(cnt, 0, sizeof(cnt));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = dkey(x[i]);
+        for (int b = 0; b < 8; b++)
+            cnt[b][(k >> (8 * b)) & 0xff]++;
+    }
+    uint64_t k0 = dkey(x[0]);
+    double *src = x, *dst = tmp;
+    for (int b = 0; b < 8; b++) {
+        size_t *c = cnt[b];
+        if (c[(k0 >> (8 * b)) & 0xff] == n)
+            continue;
+        size_t sum = 0;
+        for (int d = 0; d < 256; d++) {
+            size_t t = c[d];
+            c[d] = sum;
+            sum += t;
+        }
+        for (size_t i = 0; i < n; i++) {
+            double v = src[i];
+            dst[c[(dkey(v) >> (8 * b)) & 0xff]++] = v;
+        }
+        double *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != x)
+        memcpy(x, src, n * sizeof(*x));
 }
 
 void fl_stats_sort(double *x, size_t n) {
-    qsort(x, n, sizeof(*x), cmp_double);
+    if (n < SORT_SMALL) {
+        insertion_sort(x, n);
+        return;
+    }
+    double *tmp = xmalloc(n * sizeof(*tmp));
+    fl_stats_sort_with(x, n, tmp);
+    free(tmp);
 }
 
 static void swap_d(double *a, ptrdiff_t i, ptrdiff_t j) {
@@ -734,42 +798,45 @@ out:
 /* ------------------------------------------------------------------------------------------ */
 /* Mann-Whitney U */
 
-typedef struct pooled {
-    double v;
-    bool from_x;
-} pooled_t;
-
-static int cmp_pooled(const void *a, const void *b) {
-    return cmp_double(&((const pooled_t *)a)->v, &((const pooled_t *)b)->v);
-}
-
-/* Midranks of the pooled sample: the rank sum of x, sum(t^3 - t) over tie groups, any ties. */
-static void rank_pooled(const double *x, size_t nx, const double *y, size_t ny, double *rank_sum_x,
-                        double *tie_term, bool *ties) {
-    size_t n = nx + ny;
-    pooled_t *pool = xmalloc(n * sizeof(*pool));
-    for (size_t i = 0; i < nx; i++)
-        pool[i] = (pooled_t){x[i], true};
-    for (size_t j = 0; j < ny; j++)
-        pool[nx + j] = (pooled_t){y[j], false};
-    qsort(pool, n, sizeof(*pool), cmp_pooled);
+/* Midranks of the pooled sample of two ascending samples, by merging them: the rank sum of x,
+ * sum(t^3 - t) over tie groups, any ties. Groups are visited in ascending order and each x in a
+ * group adds its midrank, the same additions in the same order as ranking a sorted pool. */
+static void rank_sorted(const double *xs, size_t nx, const double *ys, size_t ny,
+                        double *rank_sum_x, double *tie_term, bool *ties) {
     double rsum = 0.0, tt = 0.0;
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j + 1 < n && pool[j + 1].v == pool[i].v)
+    size_t i = 0, j = 0, pos = 0;
+    while (i < nx || j < ny) {
+        double v = j >= ny || (i < nx && xs[i] < ys[j]) ? xs[i] : ys[j];
+        size_t i0 = i, j0 = j;
+        while (i < nx && xs[i] == v)
+            i++;
+        while (j < ny && ys[j] == v)
             j++;
-        double t = (double)(j - i + 1);
-        double midrank = ((double)i + (double)j) / 2.0 + 1.0;
-        for (size_t k = i; k <= j; k++)
-            if (pool[k].from_x)
-                rsum += midrank;
-        tt += t * t * t - t;
-        i = j + 1;
+        size_t t = (i - i0) + (j - j0);
+        double midrank = ((double)pos + (double)(pos + t - 1)) / 2.0 + 1.0;
+        for (size_t k = i0; k < i; k++)
+            rsum += midrank;
+        double td = (double)t;
+        tt += td * td * td - td;
+        pos += t;
     }
-    free(pool);
     *rank_sum_x = rsum;
     *tie_term = tt;
     *ties = tt > 0.0;
+}
+
+/* Ascending copies of x and y in one block (*block: free it). */
+static void sorted_copies(const double *x, size_t nx, const double *y, size_t ny, double **block,
+                          double **xs, double **ys) {
+    size_t big = nx > ny ? nx : ny;
+    double *b = xmalloc((nx + ny + big) * sizeof(*b));
+    memcpy(b, x, nx * sizeof(*b));
+    memcpy(b + nx, y, ny * sizeof(*b));
+    fl_stats_sort_with(b, nx, b + nx + ny);
+    fl_stats_sort_with(b + nx, ny, b + nx + ny);
+    *block = b;
+    *xs = b;
+    *ys = b + nx;
 }
 
 static double mwu_sd(size_t nx, size_t ny, double tie_term) {
@@ -832,9 +899,20 @@ int fl_stats_mann_whitney(const double *x, size_t nx, const double *y, size_t ny
                           fl_stats_mwu_t *out) {
     if (nx == 0 || ny == 0 || !all_finite(x, nx) || !all_finite(y, ny))
         return FL_EINVAL;
+    double *block, *xs, *ys;
+    sorted_copies(x, nx, y, ny, &block, &xs, &ys);
+    int rc = fl_stats_mann_whitney_sorted(xs, nx, ys, ny, out);
+    free(block);
+    return rc;
+}
+
+int fl_stats_mann_whitney_sorted(const double *xs, size_t nx, const double *ys, size_t ny,
+                                 fl_stats_mwu_t *out) {
+    if (nx == 0 || ny == 0 || !all_finite(xs, nx) || !all_finite(ys, ny))
+        return FL_EINVAL;
     double rank_sum, tie_term;
     bool ties;
-    rank_pooled(x, nx, y, ny, &rank_sum, &tie_term, &ties);
+    rank_sorted(xs, nx, ys, ny, &rank_sum, &tie_term, &ties);
     fl_stats_mwu_t r = {0};
     r.u = rank_sum - (double)nx * ((double)nx + 1.0) / 2.0;
     r.mean = (double)nx * (double)ny / 2.0;
@@ -870,122 +948,297 @@ int fl_stats_mann_whitney(const double *x, size_t nx, const double *y, size_t ny
 /* ------------------------------------------------------------------------------------------ */
 /* Order statistics of pairwise differences; Hodges-Lehmann */
 
-static int cmp_double_desc(const void *a, const void *b) {
-    return cmp_double(b, a);
+/* Order statistics of the differences D(i, j) = xs[i] - yd[j], xs ascending and yd descending,
+ * so that every row (over j) ascends and so does every column. Rounding is monotone, so the
+ * computed differences keep that order: any exact selection returns the same value.
+ *
+ * Candidates are the columns [L[i], R[i]) of each row; everything left of a window is smaller
+ * than the answer and everything right of it larger. Each round draws KTH_SAMPLE random
+ * candidates and takes two of them as pivots bracketing the answer's expected rank with a margin
+ * of three standard deviations (Floyd & Rivest 1975); one O(m + n) monotone walk counts, for both
+ * pivots, the differences below and up to each, and the windows are cut to the side or the
+ * bracket holding the answer. A round keeps ~10 % of the candidates in expectation, so a
+ * million candidates shrink to a few thousand in about three rounds; those are then copied out
+ * and selected directly. */
+#define KTH_SAMPLE 1024
+
+typedef struct kth_work {
+    size_t *L, *R, *plt_lo, *ple_lo, *plt_hi, *ple_hi;
+    size_t *BL, *BR; /* a band's windows (kth_range with k1 < k2), the start of later calls */
+    uint64_t *pre;   /* m + 1 window prefix sums */
+    size_t *guide;   /* m: guide[b] is at or before the row holding candidate floor(b total / m) */
+    double *buf;     /* max(small, KTH_SAMPLE) */
+    size_t small;    /* copy out and select at or below this many candidates */
+} kth_work_t;
+
+static size_t kth_small(size_t m, size_t n) {
+    size_t s = 2 * (m + n);
+    return s > 2048 ? s : 2048;
 }
 
-/* The k-th smallest (0-based) x_i - y_j, xs ascending, yd descending, so that row i (x_i - yd_j
- * over j) ascends, and so does every column. Candidates are the columns [L[i], R[i]) of each row;
- * a random candidate is the pivot, all rows are counted against it with two monotone pointers,
- * and the side that cannot hold the answer is cut. Each round removes a random fraction of the
- * candidates, so expected O(log(m n)) rounds of O(m + n). */
-static double kth_diff(const double *xs, size_t m, const double *yd, size_t n, uint64_t k) {
-    size_t *L = xcalloc(m, sizeof(*L));
-    size_t *R = xmalloc(m * sizeof(*R));
-    size_t *plt = xmalloc(m * sizeof(*plt));
-    size_t *ple = xmalloc(m * sizeof(*ple));
-    size_t small = m + n > 256 ? m + n : 256;
-    double *buf = xmalloc(small * sizeof(*buf));
+/* Bytes of work for kth_init. */
+static size_t kth_work_bytes(size_t m, size_t n) {
+    size_t small = kth_small(m, n);
+    if (small < KTH_SAMPLE)
+        small = KTH_SAMPLE;
+    return 9 * m * sizeof(size_t) + (m + 1) * sizeof(uint64_t) + small * sizeof(double);
+}
+
+static void kth_init(kth_work_t *w, void *mem, size_t m, size_t n) {
+    size_t *z = mem;
+    w->L = z;
+    w->R = z + m;
+    w->plt_lo = z + 2 * m;
+    w->ple_lo = z + 3 * m;
+    w->plt_hi = z + 4 * m;
+    w->ple_hi = z + 5 * m;
+    w->guide = z + 6 * m;
+    w->BL = z + 7 * m;
+    w->BR = z + 8 * m;
+    w->pre = (uint64_t *)(z + 9 * m);
+    w->buf = (double *)(w->pre + m + 1);
+    w->small = kth_small(m, n);
+}
+
+/* Per row i of D(i, j) = xs[i] - yd[j] (ascending in j), ple[i] = #{j : D(i, j) <= v} and
+ * plt[i] = #{j : D(i, j) < v}, with their totals. ple falls as i rises, so one pointer walks down
+ * over all rows: O(m + n), written without data-dependent branches (each step either moves the
+ * pointer or finishes a row). Up to two pivots are walked in one loop: their chains are
+ * independent, so the second comes almost free. plt is ple less the ties with v that end the
+ * prefix (rare). */
+typedef struct walk {
+    double v;
+    size_t i, b;
+    size_t *plt, *ple;
+    uint64_t le, lt;
+} walk_t;
+
+static inline void walk_step(walk_t *c, const double *xs, const double *yd) {
+    size_t prev = c->b - (c->b != 0);
+    size_t move = (size_t)((c->b != 0) & (xs[c->i] - yd[prev] > c->v));
+    c->b -= move;
+    c->ple[c->i] = c->b;
+    c->le += (1 - move) * (uint64_t)c->b;
+    c->i += 1 - move;
+}
+
+static void walk_ties(walk_t *c, const double *xs, size_t m, const double *yd) {
+    uint64_t lt = 0;
+    for (size_t i = 0; i < m; i++) {
+        size_t a = c->ple[i];
+        while (a > 0 && xs[i] - yd[a - 1] == c->v)
+            a--;
+        c->plt[i] = a;
+        lt += a;
+    }
+    c->lt = lt;
+}
+
+static void count_pivots(const double *xs, size_t m, const double *yd, size_t n, walk_t *c,
+                         size_t nc) {
+    for (size_t t = 0; t < nc; t++) {
+        c[t].i = 0;
+        c[t].b = n;
+        c[t].le = 0;
+    }
+    if (nc == 2)
+        while (c[0].i < m && c[1].i < m) {
+            walk_step(&c[0], xs, yd);
+            walk_step(&c[1], xs, yd);
+        }
+    for (size_t t = 0; t < nc; t++) {
+        while (c[t].i < m)
+            walk_step(&c[t], xs, yd);
+        walk_ties(&c[t], xs, m, yd);
+    }
+}
+
+/* With k1 == k2: the k1-th smallest difference (0-based), starting from the full matrix or, with
+ * from_band, from the windows a band call left. With k1 < k2: one round that narrows the windows
+ * to a band still holding every order statistic k1..k2, kept in w->BL/BR; returns NaN. The
+ * Hodges-Lehmann estimate and both interval ends lie within a few percent of the middle rank, so
+ * one shared band round saves each of them its first round. */
+static double kth_range(const double *xs, size_t m, const double *yd, size_t n, uint64_t k1,
+                        uint64_t k2, kth_work_t *w, bool from_band) {
+    size_t *L = w->L, *R = w->R;
+    uint64_t total = 0, left = 0;
+    for (size_t i = 0; i < m; i++) {
+        L[i] = from_band ? w->BL[i] : 0;
+        R[i] = from_band ? w->BR[i] : n;
+        total += R[i] - L[i];
+        left += L[i];
+    }
+    uint64_t k = k1;
+    bool band = k1 < k2;
     fl_stats_rng_t rng;
-    double result = NAN;
     /* A fixed seed: the answer does not depend on it, only the running time does, and a fixed one
      * keeps the function pure. */
     fl_stats_rng_seed(&rng, 0x5eed5e1ec7ULL ^ k);
-    for (size_t i = 0; i < m; i++)
-        R[i] = n;
-    uint64_t left = 0;
     for (;;) {
-        uint64_t total = 0;
-        for (size_t i = 0; i < m; i++)
-            total += R[i] - L[i];
-        if (total <= small) {
+        uint64_t kk = k - left;
+        if (band && total <= w->small) {
+            memcpy(w->BL, L, m * sizeof(*L));
+            memcpy(w->BR, R, m * sizeof(*R));
+            return NAN;
+        }
+        if (total <= w->small) {
             size_t c = 0;
             for (size_t i = 0; i < m; i++)
                 for (size_t j = L[i]; j < R[i]; j++)
-                    buf[c++] = xs[i] - yd[j];
-            select_kth(buf, c, (size_t)(k - left));
-            result = buf[k - left];
-            goto out;
+                    w->buf[c++] = xs[i] - yd[j];
+            select_kth(w->buf, c, (size_t)kk);
+            return w->buf[kk];
         }
-        uint64_t r = fl_stats_rng_below(&rng, total);
-        double v = NAN;
+        /* Sample candidates uniformly (with replacement) through the window prefix sums. */
+        uint64_t *pre = w->pre;
+        uint64_t acc = 0;
         for (size_t i = 0; i < m; i++) {
-            uint64_t w = R[i] - L[i];
-            if (r < w) {
-                v = xs[i] - yd[L[i] + r];
-                break;
-            }
-            r -= w;
+            pre[i] = acc;
+            acc += R[i] - L[i];
         }
-        uint64_t clt = 0, cle = 0;
-        size_t p = n, q = n;
-        for (size_t i = 0; i < m; i++) {
-            while (p > 0 && xs[i] - yd[p - 1] >= v)
-                p--;
-            while (q > 0 && xs[i] - yd[q - 1] > v)
-                q--;
-            plt[i] = p;
-            ple[i] = q;
-            clt += p;
-            cle += q;
+        pre[m] = acc;
+        /* A guide table makes finding the row of a position O(1) expected. */
+        size_t *guide = w->guide;
+        for (size_t bk = 0, i = 0; bk < m; bk++) {
+            uint64_t pos = (uint64_t)((double)bk * (double)total / (double)m);
+            while (i + 1 < m && pre[i + 1] <= pos)
+                i++;
+            guide[bk] = i;
         }
-        if (k < clt) {
-            for (size_t i = 0; i < m; i++)
-                if (plt[i] < R[i])
-                    R[i] = plt[i];
-        } else if (k < cle) {
-            result = v;
-            goto out;
+        double *v = w->buf;
+        size_t s = KTH_SAMPLE;
+        for (size_t t = 0; t < s; t++) {
+            double u = fl_stats_rng_uniform(&rng);
+            uint64_t r = (uint64_t)(u * (double)total);
+            if (r >= total)
+                r = total - 1;
+            size_t bk = (size_t)(u * (double)m);
+            size_t i = guide[bk < m ? bk : m - 1]; /* then the row with pre[i] <= r < pre[i + 1] */
+            while (i > 0 && pre[i] > r)
+                i--;
+            while (pre[i + 1] <= r)
+                i++;
+            v[t] = xs[i] - yd[L[i] + (size_t)(r - pre[i])];
+        }
+        double p1 = ((double)kk + 0.5) / (double)total;
+        double p2 = ((double)(k2 - left) + 0.5) / (double)total;
+        double flo = floor(p1 * (double)s - 3.0 * sqrt((double)s * p1 * (1.0 - p1)) - 2.0);
+        double fhi = ceil(p2 * (double)s + 3.0 * sqrt((double)s * p2 * (1.0 - p2)) + 2.0);
+        bool has_lo = flo >= 0.0, has_hi = fhi < (double)s;
+        size_t ilo = has_lo ? (size_t)flo : 0, ihi = has_hi ? (size_t)fhi : s - 1;
+        if (!has_lo && !has_hi) {
+            has_lo = true;
+            ilo = s / 2;
+        }
+        double vlo = 0.0, vhi = 0.0;
+        if (has_lo) {
+            select_kth(v, s, ilo);
+            vlo = v[ilo];
+        }
+        if (has_hi) {
+            /* After selecting ilo, v[ilo..] holds the order statistics ilo.. in some order. */
+            size_t base = has_lo ? ilo : 0;
+            select_kth(v + base, s - base, ihi - base);
+            vhi = v[ihi];
+        }
+        /* Count, per row, the differences < and <= each pivot. */
+        walk_t wk[2];
+        size_t nw = 0;
+        if (has_lo)
+            wk[nw++] = (walk_t){.v = vlo, .plt = w->plt_lo, .ple = w->ple_lo};
+        if (has_hi)
+            wk[nw++] = (walk_t){.v = vhi, .plt = w->plt_hi, .ple = w->ple_hi};
+        count_pivots(xs, m, yd, n, wk, nw);
+        uint64_t clt_lo = has_lo ? wk[0].lt : 0, cle_lo = has_lo ? wk[0].le : 0;
+        uint64_t clt_hi = has_hi ? wk[nw - 1].lt : 0, cle_hi = has_hi ? wk[nw - 1].le : 0;
+        const size_t *cut_r = NULL, *cut_l = NULL;
+        if (band) {
+            cut_l = has_lo && k1 >= cle_lo ? w->ple_lo : NULL;
+            cut_r = has_hi && k2 < clt_hi ? w->plt_hi : NULL;
+        } else if (has_lo && k < clt_lo) {
+            cut_r = w->plt_lo;
+        } else if (has_lo && k < cle_lo) {
+            return vlo;
+        } else if (!has_hi || k < clt_hi) {
+            cut_l = has_lo ? w->ple_lo : NULL;
+            cut_r = has_hi ? w->plt_hi : NULL;
+        } else if (k < cle_hi) {
+            return vhi;
         } else {
-            left = 0;
-            for (size_t i = 0; i < m; i++) {
-                if (ple[i] > L[i])
-                    L[i] = ple[i];
-                left += L[i];
-            }
+            cut_l = w->ple_hi;
         }
-        /* Keep each row's window non-empty-or-collapsed: a row cut on both sides can end up
-         * with L > R, which means it holds no candidate. */
-        for (size_t i = 0; i < m; i++)
+        total = 0;
+        left = 0;
+        for (size_t i = 0; i < m; i++) {
+            if (cut_l != NULL && cut_l[i] > L[i])
+                L[i] = cut_l[i];
+            if (cut_r != NULL && cut_r[i] < R[i])
+                R[i] = cut_r[i];
             if (R[i] < L[i])
                 R[i] = L[i];
+            total += R[i] - L[i];
+            left += L[i];
+        }
+        if (band) {
+            memcpy(w->BL, L, m * sizeof(*L));
+            memcpy(w->BR, R, m * sizeof(*R));
+            return NAN;
+        }
     }
-out:
-    free(L);
-    free(R);
-    free(plt);
-    free(ple);
-    free(buf);
-    return result;
 }
 
+static double kth_diff(const double *xs, size_t m, const double *yd, size_t n, uint64_t k,
+                       kth_work_t *w, bool from_band) {
+    return kth_range(xs, m, yd, n, k, k, w, from_band);
+}
+
+/* The order statistic after D_(k) (0-based), given v = D_(k): v again when it is repeated, else
+ * the smallest difference above v. One monotone walk. */
+static double kth_diff_next(const double *xs, size_t m, const double *yd, size_t n, uint64_t k,
+                            double v) {
+    uint64_t cle = 0;
+    double next = INFINITY;
+    size_t b = n;
+    for (size_t i = 0; i < m; i++) {
+        double x = xs[i];
+        while (b > 0 && x - yd[b - 1] > v)
+            b--;
+        cle += b;
+        if (b < n && x - yd[b] < next)
+            next = x - yd[b];
+    }
+    return cle > k + 1 ? v : next;
+}
+
+/* xs ascending, yd the reverse of ys (ascending), and kth work, in one block (*block: free). */
 typedef struct diff_setup {
-    double *xs; /* ascending */
-    double *yd; /* descending */
+    void *block;
+    const double *xs;
+    double *yd;
+    kth_work_t w;
 } diff_setup_t;
 
-static void diff_setup(diff_setup_t *ds, const double *x, size_t nx, const double *y, size_t ny) {
-    ds->xs = xmalloc(nx * sizeof(double));
-    ds->yd = xmalloc(ny * sizeof(double));
-    memcpy(ds->xs, x, nx * sizeof(double));
-    memcpy(ds->yd, y, ny * sizeof(double));
-    fl_stats_sort(ds->xs, nx);
-    qsort(ds->yd, ny, sizeof(double), cmp_double_desc);
-}
-
-static void diff_free(diff_setup_t *ds) {
-    free(ds->xs);
-    free(ds->yd);
+static void diff_setup(diff_setup_t *ds, const double *xs, size_t nx, const double *ys, size_t ny) {
+    size_t bytes = kth_work_bytes(nx, ny);
+    ds->block = xmalloc(bytes + ny * sizeof(double));
+    kth_init(&ds->w, ds->block, nx, ny);
+    ds->yd = (double *)((char *)ds->block + bytes);
+    for (size_t j = 0; j < ny; j++)
+        ds->yd[j] = ys[ny - 1 - j];
+    ds->xs = xs;
 }
 
 int fl_stats_pairwise_diff_select(const double *x, size_t nx, const double *y, size_t ny,
                                   uint64_t k, double *out) {
     if (nx == 0 || ny == 0 || k >= (uint64_t)nx * ny || !all_finite(x, nx) || !all_finite(y, ny))
         return FL_EINVAL;
+    double *block, *xs, *ys;
+    sorted_copies(x, nx, y, ny, &block, &xs, &ys);
     diff_setup_t ds;
-    diff_setup(&ds, x, nx, y, ny);
-    *out = kth_diff(ds.xs, nx, ds.yd, ny, k);
-    diff_free(&ds);
+    diff_setup(&ds, xs, nx, ys, ny);
+    *out = kth_diff(ds.xs, nx, ds.yd, ny, k, &ds.w, false);
+    free(ds.block);
+    free(block);
     return 0;
 }
 
@@ -994,21 +1247,26 @@ int fl_stats_hodges_lehmann(const double *x, size_t nx, const double *y, size_t 
     if (nx == 0 || ny == 0 || !(confidence > 0.0 && confidence < 1.0) || !all_finite(x, nx) ||
         !all_finite(y, ny))
         return FL_EINVAL;
+    double *block, *xs, *ys;
+    sorted_copies(x, nx, y, ny, &block, &xs, &ys);
+    int rc = fl_stats_hodges_lehmann_sorted(xs, nx, ys, ny, confidence, out);
+    free(block);
+    return rc;
+}
+
+int fl_stats_hodges_lehmann_sorted(const double *xs, size_t nx, const double *ys, size_t ny,
+                                   double confidence, fl_stats_interval_t *out) {
+    if (nx == 0 || ny == 0 || !(confidence > 0.0 && confidence < 1.0) || !all_finite(xs, nx) ||
+        !all_finite(ys, ny))
+        return FL_EINVAL;
     diff_setup_t ds;
-    diff_setup(&ds, x, nx, y, ny);
+    diff_setup(&ds, xs, nx, ys, ny);
     uint64_t mn = (uint64_t)nx * ny;
     fl_stats_interval_t r = {.confidence = confidence};
-    if (mn % 2 == 1)
-        r.estimate = kth_diff(ds.xs, nx, ds.yd, ny, mn / 2);
-    else
-        r.estimate =
-            (kth_diff(ds.xs, nx, ds.yd, ny, mn / 2 - 1) + kth_diff(ds.xs, nx, ds.yd, ny, mn / 2)) /
-            2.0;
-
     double half_alpha = (1.0 - confidence) / 2.0;
     double rank_sum, tie_term;
     bool ties;
-    rank_pooled(x, nx, y, ny, &rank_sum, &tie_term, &ties);
+    rank_sorted(xs, nx, ys, ny, &rank_sum, &tie_term, &ties);
     int64_t c;
     if (mwu_use_exact(nx, ny, ties)) {
         double *pmf = xmalloc((mn + 1) * sizeof(*pmf));
@@ -1030,14 +1288,26 @@ int fl_stats_hodges_lehmann(const double *x, size_t nx, const double *y, size_t 
     }
     if ((uint64_t)c > (mn + 1) / 2)
         c = (int64_t)((mn + 1) / 2);
+
+    /* Ranks c - 1 <= mn/2 - 1 (or (mn - 1)/2) and mn - c >= mn/2 bracket the estimate's. */
+    bool band = c >= 1;
+    if (band)
+        kth_range(ds.xs, nx, ds.yd, ny, (uint64_t)c - 1, mn - (uint64_t)c, &ds.w, false);
+    if (mn % 2 == 1) {
+        r.estimate = kth_diff(ds.xs, nx, ds.yd, ny, mn / 2, &ds.w, band);
+    } else {
+        double a = kth_diff(ds.xs, nx, ds.yd, ny, mn / 2 - 1, &ds.w, band);
+        double b = kth_diff_next(ds.xs, nx, ds.yd, ny, mn / 2 - 1, a);
+        r.estimate = (a + b) / 2.0;
+    }
     if (c < 1) {
         r.low = -INFINITY;
         r.high = INFINITY;
     } else {
-        r.low = kth_diff(ds.xs, nx, ds.yd, ny, (uint64_t)c - 1);
-        r.high = kth_diff(ds.xs, nx, ds.yd, ny, mn - (uint64_t)c);
+        r.low = kth_diff(ds.xs, nx, ds.yd, ny, (uint64_t)c - 1, &ds.w, true);
+        r.high = kth_diff(ds.xs, nx, ds.yd, ny, mn - (uint64_t)c, &ds.w, true);
     }
-    diff_free(&ds);
+    free(ds.block);
     *out = r;
     return 0;
 }
@@ -1110,20 +1380,57 @@ double fl_stats_resample_quantile(const double *s, size_t n, double q, fl_stats_
     return lerp7(s[ik], s[ik1], frac);
 }
 
+/* The type-7 quantiles at plo <= phi of x (reordered): the second selection only searches above
+ * the first. Same values as two fl_stats_quantile_inplace calls. */
+static void quantile_pair_inplace(double *x, size_t n, double plo, double phi, double *qlo,
+                                  double *qhi) {
+    size_t from = 0;
+    double ps[2] = {plo, phi}, *outs[2] = {qlo, qhi};
+    for (int t = 0; t < 2; t++) {
+        double h = (double)(n - 1) * ps[t];
+        size_t lo = (size_t)floor(h);
+        if (lo >= n - 1)
+            lo = n - 1;
+        if (lo < from)
+            from = 0; /* not expected (plo <= phi), but stay correct */
+        select_kth(x + from, n - from, lo - from);
+        from = lo;
+        double frac = h - (double)lo;
+        if (frac == 0.0 || lo == n - 1) {
+            *outs[t] = x[lo];
+            continue;
+        }
+        double next = x[lo + 1];
+        for (size_t i = lo + 2; i < n; i++)
+            if (x[i] < next)
+                next = x[i];
+        *outs[t] = lerp7(x[lo], next, frac);
+    }
+}
+
 int fl_stats_bootstrap_quantile_diff(const double *x, size_t nx, const double *y, size_t ny,
                                      double q, double confidence, unsigned resamples, uint64_t seed,
                                      fl_stats_interval_t *diff, fl_stats_interval_t *ratio) {
     if (nx == 0 || ny == 0 || !(q >= 0.0 && q <= 1.0) || !(confidence > 0.0 && confidence < 1.0) ||
         resamples < 10 || !all_finite(x, nx) || !all_finite(y, ny))
         return FL_EINVAL;
-    double *xs = xmalloc(nx * sizeof(*xs));
-    double *ys = xmalloc(ny * sizeof(*ys));
-    double *d = xmalloc(resamples * sizeof(*d));
-    double *rt = xmalloc(resamples * sizeof(*rt));
-    memcpy(xs, x, nx * sizeof(*xs));
-    memcpy(ys, y, ny * sizeof(*ys));
-    fl_stats_sort(xs, nx);
-    fl_stats_sort(ys, ny);
+    double *block, *xs, *ys;
+    sorted_copies(x, nx, y, ny, &block, &xs, &ys);
+    int rc = fl_stats_bootstrap_quantile_diff_sorted(xs, nx, ys, ny, q, confidence, resamples, seed,
+                                                     diff, ratio);
+    free(block);
+    return rc;
+}
+
+int fl_stats_bootstrap_quantile_diff_sorted(const double *xs, size_t nx, const double *ys,
+                                            size_t ny, double q, double confidence,
+                                            unsigned resamples, uint64_t seed,
+                                            fl_stats_interval_t *diff, fl_stats_interval_t *ratio) {
+    if (nx == 0 || ny == 0 || !(q >= 0.0 && q <= 1.0) || !(confidence > 0.0 && confidence < 1.0) ||
+        resamples < 10 || !all_finite(xs, nx) || !all_finite(ys, ny))
+        return FL_EINVAL;
+    double *d = xmalloc(2 * (size_t)resamples * sizeof(*d));
+    double *rt = d + resamples;
     bool positive = xs[0] > 0.0;
     double qx, qy;
     fl_stats_quantile_sorted(xs, nx, q, &qx);
@@ -1140,22 +1447,20 @@ int fl_stats_bootstrap_quantile_diff(const double *x, size_t nx, const double *y
     /* Selection, not a sort: two quantiles of the rounds are all that is needed. */
     double lo_p = (1.0 - confidence) / 2.0, hi_p = (1.0 + confidence) / 2.0;
     fl_stats_interval_t dr = {.estimate = qy - qx, .confidence = confidence};
-    fl_stats_quantile_inplace(d, resamples, lo_p, &dr.low);
-    fl_stats_quantile_inplace(d, resamples, hi_p, &dr.high);
+    /* A non-finite round (overflow) leaves the bounds at 0, as fl_stats_quantile_inplace would. */
+    if (all_finite(d, resamples))
+        quantile_pair_inplace(d, resamples, lo_p, hi_p, &dr.low, &dr.high);
     *diff = dr;
     if (ratio != NULL) {
         fl_stats_interval_t rr = {
             .estimate = NAN, .low = NAN, .high = NAN, .confidence = confidence};
         if (positive) {
             rr.estimate = qy / qx;
-            fl_stats_quantile_inplace(rt, resamples, lo_p, &rr.low);
-            fl_stats_quantile_inplace(rt, resamples, hi_p, &rr.high);
+            if (all_finite(rt, resamples))
+                quantile_pair_inplace(rt, resamples, lo_p, hi_p, &rr.low, &rr.high);
         }
         *ratio = rr;
     }
-    free(xs);
-    free(ys);
     free(d);
-    free(rt);
     return 0;
 }

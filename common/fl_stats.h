@@ -66,8 +66,13 @@ double fl_stats_normal_quantile(double p);
  * sorted sample x[0..n-1] and h = (n - 1) p, Q(p) = x[floor h] + (h - floor h)(x[floor h + 1] -
  * x[floor h]). Q(0) is the minimum, Q(1) the maximum; n = 1 gives x[0] for every p. */
 
-/* Sort x ascending in place (values must not be NaN). */
+/* Sort x ascending in place (values must not be NaN). Stable (equal values, -0.0 and +0.0
+ * included, keep their order): a radix sort on the IEEE bits, allocating n doubles when n >= 48. */
 void fl_stats_sort(double *x, size_t n);
+
+/* fl_stats_sort with caller-provided scratch: tmp holds n doubles (not overlapping x). No
+ * allocation. */
+void fl_stats_sort_with(double *x, size_t n, double *tmp);
 
 /* Type-7 quantile of an ascending-sorted sample. FL_EINVAL when n == 0 or p outside [0, 1]. The
  * sample is not checked for order or finiteness (callers sorted it). */
@@ -174,6 +179,12 @@ typedef struct fl_stats_mwu {
 int fl_stats_mann_whitney(const double *x, size_t nx, const double *y, size_t ny,
                           fl_stats_mwu_t *out);
 
+/* fl_stats_mann_whitney on ascending-sorted samples (order not checked): the ranks come from
+ * merging the two sides, O(nx + ny), no allocation unless exact. Same result as the unsorted
+ * call on any order of the same values. */
+int fl_stats_mann_whitney_sorted(const double *xs, size_t nx, const double *ys, size_t ny,
+                                 fl_stats_mwu_t *out);
+
 /* Exact null distribution of U for sample sizes m, n without ties: pmf[u] = P(U = u) for u in
  * [0, m n]; pmf (caller-owned) must hold m n + 1 doubles. Computed as the coefficients of the
  * Gaussian binomial [m + n choose m]_q over C(m + n, m); accurate to ~1e-15 absolute. FL_EINVAL
@@ -191,8 +202,9 @@ int fl_stats_mwu_exact_pmf(size_t m, size_t n, double *pmf);
  * tie-corrected variance. Coverage is at least the confidence under a pure shift model. When C < 1
  * (samples too small for the confidence) the interval is (-inf, +inf).
  *
- * No nx ny array is built: order statistics of the differences are selected in expected
- * O((nx + ny) log(nx ny)) time (randomised pivots on the implicit sorted matrix, fixed seed).
+ * No nx ny array is built: order statistics of the differences are selected on the implicit
+ * sorted matrix in a few rounds of O(nx + ny) each (sampled pivot pairs bracketing the rank,
+ * counted by monotone walks; fixed seed, and the answer does not depend on it).
  * Allocates O(nx + ny) (and O(nx ny) for the exact distribution), freed before returning. */
 typedef struct fl_stats_interval {
     double estimate;
@@ -203,6 +215,11 @@ typedef struct fl_stats_interval {
 
 int fl_stats_hodges_lehmann(const double *x, size_t nx, const double *y, size_t ny,
                             double confidence, fl_stats_interval_t *out);
+
+/* fl_stats_hodges_lehmann on ascending-sorted samples (order not checked); same result. One
+ * allocation of O(nx + ny) (plus the exact distribution when used). */
+int fl_stats_hodges_lehmann_sorted(const double *xs, size_t nx, const double *ys, size_t ny,
+                                   double confidence, fl_stats_interval_t *out);
 
 /* k-th smallest (0-based) of the nx ny differences x_i - y_j. Used by fl_stats_hodges_lehmann;
  * public so tests can check it against brute force. FL_EINVAL for k >= nx ny. */
@@ -235,5 +252,12 @@ double fl_stats_resample_quantile(const double *sorted, size_t n, double q, fl_s
 int fl_stats_bootstrap_quantile_diff(const double *x, size_t nx, const double *y, size_t ny,
                                      double q, double confidence, unsigned resamples, uint64_t seed,
                                      fl_stats_interval_t *diff, fl_stats_interval_t *ratio);
+
+/* fl_stats_bootstrap_quantile_diff on ascending-sorted samples (order not checked): the same
+ * result for the same seed, without sorting copies. Allocates O(resamples). */
+int fl_stats_bootstrap_quantile_diff_sorted(const double *xs, size_t nx, const double *ys,
+                                            size_t ny, double q, double confidence,
+                                            unsigned resamples, uint64_t seed,
+                                            fl_stats_interval_t *diff, fl_stats_interval_t *ratio);
 
 #endif

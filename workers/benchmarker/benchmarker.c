@@ -245,18 +245,10 @@ static double shift_to_worsening(benchmarker_shift_model_t model, double d, doub
     return w;
 }
 
-static double *log_copy(const double *x, size_t n) {
-    double *l = xcalloc(n, sizeof(*l));
+/* log of every value; log is monotone, so an ascending x gives an ascending l. */
+static void log_into(const double *x, size_t n, double *l) {
     for (size_t i = 0; i < n; i++)
         l[i] = log(x[i]);
-    return l;
-}
-
-static bool all_positive(const double *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!(x[i] > 0.0))
-            return false;
-    return true;
 }
 
 int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_metric_t *metric,
@@ -286,7 +278,9 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
     const char *name = metric->name, *unit = metric->unit;
     double conf_pct = cfg->confidence * 100.0;
     char detail[sizeof(reason->detail)];
-    double *lb = NULL, *lc = NULL;
+    /* One block: ascending copies of both sides (sorted once, shared by the quantiles, the test,
+     * the shift and the bootstrap), then their logs (first the sorting scratch). */
+    double *work = NULL, *sb = NULL, *sc = NULL, *lb = NULL, *lc = NULL;
 
     const double *base = metric->baseline;
     size_t nb = metric->n_baseline;
@@ -345,8 +339,17 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
     r.n_baseline = nb;
 
     if (nb > 0 && nc > 0) {
-        fl_stats_quantile(base, nb, cfg->quantile, &r.baseline_p95);
-        fl_stats_quantile(cand, nc, cfg->quantile, &r.candidate_p95);
+        work = xcalloc(2 * (nb + nc), sizeof(*work));
+        sb = work;
+        sc = work + nb;
+        lb = work + nb + nc;
+        lc = lb + nb;
+        memcpy(sb, base, nb * sizeof(*sb));
+        memcpy(sc, cand, nc * sizeof(*sc));
+        fl_stats_sort_with(sb, nb, lb);
+        fl_stats_sort_with(sc, nc, lb);
+        fl_stats_quantile_sorted(sb, nb, cfg->quantile, &r.baseline_p95);
+        fl_stats_quantile_sorted(sc, nc, cfg->quantile, &r.candidate_p95);
         r.p95_diff = r.candidate_p95 - r.baseline_p95;
         if (fl_stats_worsening_percent(r.baseline_p95, r.candidate_p95, FL_STATS_LOWER_IS_BETTER,
                                        &r.p95_change_percent) == 0)
@@ -367,8 +370,10 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
 
     /* The test: Mann-Whitney is rank-based, so raw samples serve both models. */
     fl_stats_mwu_t mwu;
-    if (fl_stats_mann_whitney(cand, nc, base, nb, &mwu) != 0)
+    if (fl_stats_mann_whitney_sorted(sc, nc, sb, nb, &mwu) != 0) {
+        free(work);
         return FL_EINVAL;
+    }
     r.u_statistic = mwu.u;
     r.z_score = mwu.z;
     r.p_value_two_sided = mwu.p_two_sided;
@@ -377,11 +382,11 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
 
     /* The shift and its interval. */
     fl_stats_interval_t hl;
-    if (all_positive(base, nb) && all_positive(cand, nc)) {
+    if (sb[0] > 0.0 && sc[0] > 0.0) { /* every sample > 0: the minima are */
         r.shift_model = BENCHMARKER_SHIFT_SCALE;
-        lb = log_copy(base, nb);
-        lc = log_copy(cand, nc);
-        fl_stats_hodges_lehmann(lc, nc, lb, nb, cfg->confidence, &hl);
+        log_into(sb, nb, lb);
+        log_into(sc, nc, lc);
+        fl_stats_hodges_lehmann_sorted(lc, nc, lb, nb, cfg->confidence, &hl);
     } else {
         r.shift_model = BENCHMARKER_SHIFT_LOCATION;
         if (r.baseline_p95 == 0.0) {
@@ -390,7 +395,7 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
                        "%s cannot be judged in percent: its baseline p95 is 0 %s.", name, unit);
             goto out;
         }
-        fl_stats_hodges_lehmann(cand, nc, base, nb, cfg->confidence, &hl);
+        fl_stats_hodges_lehmann_sorted(sc, nc, sb, nb, cfg->confidence, &hl);
     }
     double wl = shift_to_worsening(r.shift_model, hl.low, r.baseline_p95, dir);
     double wh = shift_to_worsening(r.shift_model, hl.high, r.baseline_p95, dir);
@@ -400,8 +405,8 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
 
     /* The p95's own interval. */
     fl_stats_interval_t bd, br;
-    fl_stats_bootstrap_quantile_diff(base, nb, cand, nc, cfg->quantile, cfg->confidence,
-                                     cfg->bootstrap_resamples, seed, &bd, &br);
+    fl_stats_bootstrap_quantile_diff_sorted(sb, nb, sc, nc, cfg->quantile, cfg->confidence,
+                                            cfg->bootstrap_resamples, seed, &bd, &br);
     r.p95_diff_low = bd.low;
     r.p95_diff_high = bd.high;
     if (isfinite(br.low) && isfinite(br.high)) {
@@ -476,8 +481,7 @@ int benchmarker_metric_judge(const benchmarker_config_t *cfg, const benchmarker_
                    name, conf_pct, L, U, e, limit, cfg->noise_factor, T, nb, nc, hint);
     }
 out:
-    free(lb);
-    free(lc);
+    free(work);
     *has_reason = r.verdict != BENCHMARKER_PASS;
     *out = r;
     return 0;
