@@ -81,7 +81,8 @@ struct fl_worker {
     bool draining, closing;
     bool loop_init, handles_init;
     uint64_t drain_deadline;
-    bool kafka_up;
+    bool kafka_up; /* producer_up || consumer_up */
+    bool producer_up, consumer_up;
     int64_t consumer_lag;
     unsigned long redis_errors_seen;
     char **in_topics;
@@ -689,6 +690,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
             degrade(w, why);
         }
     } else {
+        w->producer_up = true;
         w->kafka_up = true;
     }
     job_release(job);
@@ -697,8 +699,13 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     fl_worker_t *w = opaque;
     fl_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        w->kafka_up = false;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        if (rk == w->producer)
+            w->producer_up = false;
+        else
+            w->consumer_up = false;
+        w->kafka_up = w->producer_up || w->consumer_up;
+    }
     if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         fl_error("kafka: fatal error, shutting down");
         w->exit_code = 1;
@@ -719,9 +726,15 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
         if (state != NULL && strcmp(state, "UP") == 0)
             up = true;
     }
-    if (rk == w->producer) {
-        w->kafka_up = up;
-    } else {
+    /* Either client with a live broker connection means Kafka answers: an idle producer's
+     * connections may be closed by the broker (connections.max.idle.ms) and only reopen on the
+     * next produce, while the consumer keeps fetching. */
+    if (rk == w->producer)
+        w->producer_up = up;
+    else
+        w->consumer_up = up;
+    w->kafka_up = w->producer_up || w->consumer_up;
+    if (rk != w->producer) {
         int64_t lag = 0;
         json_t *topics = json_object_get(root, "topics");
         json_t *t, *parts, *pv;
@@ -924,6 +937,10 @@ static void tick_cb(uv_timer_t *h) {
             finish_drain(w);
         return;
     }
+    /* No broker answers the producer (statistics or an all-brokers-down error): stop consuming
+     * now rather than after the first delivery times out (message.timeout.ms). */
+    if (!w->kafka_up && !w->degraded)
+        degrade(w, "kafka unreachable");
     if (w->degraded && now >= w->retry_at) {
         if (dependencies_up(w)) {
             recover(w);
@@ -1025,7 +1042,7 @@ static int setup(fl_worker_t *w, fl_error_t *err) {
     free(all);
     if (rc != 0)
         return rc;
-    w->kafka_up = true;
+    w->kafka_up = w->producer_up = w->consumer_up = true;
 
     w->consumer = fl_kafka_new(w->cfg, FL_KAFKA_CONSUMER, client, group, consumer_setup, w, err);
     if (w->consumer == NULL)
