@@ -1187,6 +1187,11 @@ int fl_worker_main(const fl_worker_def_t *def, void *opaque, int argc, char **ar
         return 2;
     }
     fl_log_init(prog, lvl);
+    if (def->configure != NULL && (rc = def->configure(w->cfg, opaque, &err)) != 0) {
+        fprintf(stderr, "%s: %s\n", prog, err.text[0] ? err.text : fl_strerror(rc));
+        fl_config_destroy(w->cfg);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     w->max_inflight = (int)fl_config_int(w->cfg, "max.in.flight");
     w->backoff_first_ms = w->backoff_ms = (int)fl_config_int(w->cfg, "retry.backoff.ms");

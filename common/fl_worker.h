@@ -45,6 +45,9 @@ typedef struct fl_worker_def {
     const fl_config_key_t *keys; /* worker-specific config keys */
     size_t nkeys;
     bool uses_redis; /* readiness and retries depend on Redis */
+    /* Right after the configuration is loaded, before anything connects: read and check the
+     * worker's own keys. Non-zero exits 2 (bad configuration) with err's text. May be NULL. */
+    int (*configure)(const fl_config_t *cfg, void *opaque, fl_error_t *err);
     /* After config, codec, Redis and Kafka are set up; before consuming. Non-zero aborts start. */
     int (*init)(fl_worker_t *w, void *opaque, fl_error_t *err);
     /* One decoded input. value is borrowed and reused after return. */

@@ -59,5 +59,9 @@ expect_fail 2 "FEEDLOOP_REDIS_PROT" env FEEDLOOP_REDIS_PROT=1 "$VALIDATOR"
 printf 'redis.port = 70000\n' >"$tmp/bad.conf"
 expect_fail 2 "bad.conf:1" "$VALIDATOR" --config "$tmp/bad.conf"
 expect_fail 2 "unexpected argument" "$VALIDATOR" stray
+# Worker-specific checks run before anything connects (a dead bootstrap address proves it).
+expect_fail 2 "validator.no.base" env FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 timeout 10 "$VALIDATOR" --validator.no.base=maybe
+expect_fail 2 "benchmarker.tail.min.samples" env FEEDLOOP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 timeout 10 \
+  "$(fl_bin feedloop-benchmarker)" --benchmarker.min.samples=10 --benchmarker.tail.min.samples=5
 
 echo "PASS test_cli"

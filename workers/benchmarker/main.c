@@ -250,9 +250,8 @@ static bool reply_ok(fl_job_t *job, redisReply *reply, int err, int type, const 
 
 /* ---------- config ---------- */
 
-static int app_init(fl_worker_t *w, void *opaque, fl_error_t *err) {
+static int app_configure(const fl_config_t *cfg, void *opaque, fl_error_t *err) {
     bench_app_t *app = opaque;
-    const fl_config_t *cfg = fl_worker_config(w);
     benchmarker_config_t *c = &app->cfg;
     benchmarker_config_default(c);
     c->threshold_percent = fl_config_double(cfg, "benchmarker.threshold.percent");
@@ -279,6 +278,11 @@ static int app_init(fl_worker_t *w, void *opaque, fl_error_t *err) {
     app->join_ttl = fl_config_int(cfg, "benchmarker.join.ttl.s");
     app->history_ttl = fl_config_int(cfg, "benchmarker.history.ttl.s");
     app->dedup_ttl = fl_config_int(cfg, "dedup.ttl.s");
+    return 0;
+}
+
+static int app_init(fl_worker_t *w, void *opaque, fl_error_t *err) {
+    bench_app_t *app = opaque;
     fl_redis_script_init(&app->join_script, join_script_src);
     fl_redis_script_init(&app->close_script, close_script_src);
     fl_redis_script_init(&app->history_load, history_load_src);
@@ -845,6 +849,7 @@ int main(int argc, char **argv) {
         .keys = benchmarker_keys,
         .nkeys = sizeof(benchmarker_keys) / sizeof(benchmarker_keys[0]),
         .uses_redis = true,
+        .configure = app_configure,
         .init = app_init,
         .handle = handle,
         .fini = app_fini,

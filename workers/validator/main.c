@@ -48,9 +48,8 @@ typedef struct job_ctx {
     validator_report_t report;
 } job_ctx_t;
 
-static int app_init(fl_worker_t *w, void *opaque, fl_error_t *err) {
+static int app_configure(const fl_config_t *cfg, void *opaque, fl_error_t *err) {
     validator_app_t *app = opaque;
-    const fl_config_t *cfg = fl_worker_config(w);
     validator_rules_default(&app->rules);
     app->rules.max_failed_unit = (int)fl_config_int(cfg, "validator.max.failed.unit");
     app->rules.max_failed_integration = (int)fl_config_int(cfg, "validator.max.failed.integration");
@@ -68,6 +67,11 @@ static int app_init(fl_worker_t *w, void *opaque, fl_error_t *err) {
         return fl_error_set(err, FL_ECONFIG, false,
                             "validator.no.base: '%s' is not one of reject, accept", nb);
     app->dedup_ttl = fl_config_int(cfg, "dedup.ttl.s");
+    return 0;
+}
+
+static int app_init(fl_worker_t *w, void *opaque, fl_error_t *err) {
+    validator_app_t *app = opaque;
     fl_redis_script_init(&app->base_script, base_script_src);
     app->result_type = fl_codec_type(fl_worker_codec(w), "validation_result");
     if (app->result_type == NULL)
@@ -199,6 +203,7 @@ int main(int argc, char **argv) {
         .keys = validator_keys,
         .nkeys = sizeof(validator_keys) / sizeof(validator_keys[0]),
         .uses_redis = true,
+        .configure = app_configure,
         .init = app_init,
         .handle = handle,
         .fini = app_fini,
