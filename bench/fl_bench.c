@@ -243,7 +243,7 @@ static int watch(const char *bootstrap, const char *topic, long n) {
             t0 = now_s();
             first = s;
         }
-        struct timespec d = {0, 20 * 1000 * 1000};
+        struct timespec d = {0, 100 * 1000 * 1000};
         nanosleep(&d, NULL);
     }
     double t1 = now_s();
