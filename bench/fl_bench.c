@@ -46,26 +46,32 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *bootstrap) {
     return rk;
 }
 
-static int fill(const char *bootstrap, const char *topic, long n) {
+/* The fixture tests/fixtures/events/<type>.json, as JSON (new reference) or NULL. */
+static json_t *load_fixture(const char *type) {
+    const char *src = getenv("FL_SOURCE_DIR");
+    char path[1024];
+    json_error_t jerr;
+    snprintf(path, sizeof(path), "%s/tests/fixtures/events/%s.json", src ? src : ".", type);
+    json_t *j = json_load_file(path, 0, &jerr);
+    if (j == NULL)
+        fprintf(stderr, "fl-bench: %s: %s\n", path, jerr.text);
+    return j;
+}
+
+/* Produce n copies of the event j (of type) to topic, each with its own change_id and key, and
+ * wait for every acknowledgement. */
+static int fill_topic(const char *bootstrap, const char *topic, long n, const char *type,
+                      json_t *j) {
     fl_codec_t *codec = NULL;
     fl_error_t err = {0};
+    avro_value_t v, f;
     if (fl_codec_new(&codec, &err) != 0) {
         fprintf(stderr, "fl-bench: %s\n", err.text);
         return 1;
     }
-    const fl_event_type_t *ci = fl_codec_type(codec, "ci_report");
-    const char *src = getenv("FL_SOURCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/fixtures/events/ci_report.json", src ? src : ".");
-    json_error_t jerr;
-    json_t *j = json_load_file(path, 0, &jerr);
-    if (j == NULL) {
-        fprintf(stderr, "fl-bench: %s: %s\n", path, jerr.text);
-        return 1;
-    }
-    avro_value_t v, f;
-    fl_event_type_new_value(ci, &v);
-    if (fl_codec_from_json(ci, j, &v, &err) != 0) {
+    const fl_event_type_t *et = fl_codec_type(codec, type);
+    fl_event_type_new_value(et, &v);
+    if (fl_codec_from_json(et, j, &v, &err) != 0) {
         fprintf(stderr, "fl-bench: %s\n", err.text);
         return 1;
     }
@@ -78,8 +84,8 @@ static int fill(const char *bootstrap, const char *topic, long n) {
         avro_value_set_string(&f, id);
         const void *buf;
         size_t len;
-        fl_codec_encode(codec, ci, &v, &buf, &len, &err);
-        bytes += len;
+        fl_codec_encode(codec, et, &v, &buf, &len, &err);
+        bytes = len;
         while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                  RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE((void *)buf, len),
@@ -91,38 +97,32 @@ static int fill(const char *bootstrap, const char *topic, long n) {
         fprintf(stderr, "fl-bench: fill not acknowledged\n");
         return 1;
     }
-    fprintf(stderr, "fl-bench: %ld CI reports (%zu bytes each) in %s\n", n, bytes / (size_t)n,
-            topic);
+    fprintf(stderr, "fl-bench: %ld %s events (%zu bytes each) in %s\n", n, type, bytes, topic);
     rd_kafka_destroy(rk);
     avro_value_decref(&v);
-    json_decref(j);
     fl_codec_destroy(codec);
     return 0;
 }
 
-/* Seeded lognormal-ish samples around mean (no libm needed beyond exp). */
+static int fill(const char *bootstrap, const char *topic, long n) {
+    json_t *j = load_fixture("ci_report");
+    if (j == NULL)
+        return 1;
+    int rc = fill_topic(bootstrap, topic, n, "ci_report", j);
+    json_decref(j);
+    return rc;
+}
+
+/* Seeded uniform noise in [0, 1) (an LCG: reproducible, no libm). */
 static double noise(uint64_t *state) {
     *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
     return (double)(*state >> 11) / 9007199254740992.0;
 }
 
 static int fill_bench(const char *bootstrap, const char *topic, long n, long samples) {
-    fl_codec_t *codec = NULL;
-    fl_error_t err = {0};
-    if (fl_codec_new(&codec, &err) != 0) {
-        fprintf(stderr, "fl-bench: %s\n", err.text);
+    json_t *j = load_fixture("bench_report");
+    if (j == NULL)
         return 1;
-    }
-    const fl_event_type_t *br = fl_codec_type(codec, "bench_report");
-    const char *src = getenv("FL_SOURCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/fixtures/events/bench_report.json", src ? src : ".");
-    json_error_t jerr;
-    json_t *j = json_load_file(path, 0, &jerr);
-    if (j == NULL) {
-        fprintf(stderr, "fl-bench: %s: %s\n", path, jerr.text);
-        return 1;
-    }
     /* Two metrics with baseline and candidate samples each. */
     uint64_t st = 42;
     json_t *metrics = json_array();
@@ -139,40 +139,9 @@ static int fill_bench(const char *bootstrap, const char *topic, long n, long sam
                                         "candidate", cand, "threshold_percent"));
     }
     json_object_set_new(j, "metrics", metrics);
-    avro_value_t v, f;
-    fl_event_type_new_value(br, &v);
-    if (fl_codec_from_json(br, j, &v, &err) != 0) {
-        fprintf(stderr, "fl-bench: %s\n", err.text);
-        return 1;
-    }
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, bootstrap);
-    avro_value_get_by_name(&v, "change_id", &f, NULL);
-    size_t bytes = 0;
-    for (long i = 0; i < n; i++) {
-        char id[64];
-        snprintf(id, sizeof(id), "bench/change-%ld", i);
-        avro_value_set_string(&f, id);
-        const void *buf;
-        size_t len;
-        fl_codec_encode(codec, br, &v, &buf, &len, &err);
-        bytes = len;
-        while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                 RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE((void *)buf, len),
-                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(rk, 10);
-        rd_kafka_poll(rk, 0);
-    }
-    if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        fprintf(stderr, "fl-bench: fill not acknowledged\n");
-        return 1;
-    }
-    fprintf(stderr, "fl-bench: %ld bench reports (%zu bytes each) in %s\n", n, bytes, topic);
-    rd_kafka_destroy(rk);
-    avro_value_decref(&v);
+    int rc = fill_topic(bootstrap, topic, n, "bench_report", j);
     json_decref(j);
-    fl_codec_destroy(codec);
-    return 0;
+    return rc;
 }
 
 static int partitions(rd_kafka_t *rk, const char *topic, rd_kafka_topic_partition_list_t **out) {

@@ -6,6 +6,7 @@
  * jansson, carries what avro-c does not expose reliably (field defaults, aliases, enum defaults)
  * and drives the binary reader that validates every datum and resolves older writer versions. */
 #include "fl_codec.h"
+#include "fl_mem.h"
 #include "fl_schemas.h"
 
 #include <inttypes.h>
@@ -29,32 +30,6 @@
 
 /* ---- memory: out of memory aborts ---- */
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void *xrealloc(void *old, size_t n) {
-    void *p = realloc(old, n ? n : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    return memcpy(xmalloc(n), s, n);
-}
-
 static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *xasprintf(const char *fmt, ...) {
     va_list ap;
@@ -63,7 +38,7 @@ static char *xasprintf(const char *fmt, ...) {
     va_end(ap);
     if (n < 0)
         abort();
-    char *s = xmalloc((size_t)n + 1);
+    char *s = fl_mem_alloc((size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -106,7 +81,7 @@ static bool is_named_kind(const char *type) {
 /* Full name of a name written in namespace ns: a dotted name is already full. */
 static char *full_name(const char *name, const char *ns) {
     if (strchr(name, '.') != NULL || ns == NULL || ns[0] == '\0')
-        return xstrdup(name);
+        return fl_mem_strdup(name);
     return xasprintf("%s.%s", ns, name);
 }
 
@@ -114,9 +89,9 @@ static char *full_name(const char *name, const char *ns) {
 static char *namespace_of(const char *fullname) {
     const char *dot = strrchr(fullname, '.');
     if (dot == NULL)
-        return xstrdup("");
+        return fl_mem_strdup("");
     size_t n = (size_t)(dot - fullname);
-    char *ns = xmalloc(n + 1);
+    char *ns = fl_mem_alloc(n + 1);
     memcpy(ns, fullname, n);
     ns[n] = '\0';
     return ns;
@@ -130,7 +105,7 @@ static char *definition_name(json_t *obj, const char *enclosing_ns) {
     if (name == NULL)
         return NULL;
     if (strchr(name, '.') != NULL)
-        return xstrdup(name);
+        return fl_mem_strdup(name);
     if (json_is_string(ns))
         return full_name(name, json_string_value(ns));
     return full_name(name, enclosing_ns);
@@ -145,8 +120,8 @@ typedef struct name_list {
 static void name_list_add(name_list_t *l, char *name, void *item) {
     if (l->len == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 16;
-        l->names = xrealloc(l->names, l->cap * sizeof(*l->names));
-        l->items = xrealloc(l->items, l->cap * sizeof(*l->items));
+        l->names = fl_mem_realloc(l->names, l->cap * sizeof(*l->names));
+        l->items = fl_mem_realloc(l->items, l->cap * sizeof(*l->items));
     }
     l->names[l->len] = name;
     l->items[l->len] = item;
@@ -209,7 +184,7 @@ static json_t *canon_named(json_t *s, const char *type, const char *ns, name_lis
         canon_fail(err, "%s redefined", name);
         goto out;
     }
-    name_list_add(defined, xstrdup(name), NULL);
+    name_list_add(defined, fl_mem_strdup(name), NULL);
     inner_ns = namespace_of(name);
 
     /* [ORDER] name, type, fields, symbols, items, values, size. */
@@ -441,7 +416,7 @@ typedef struct sparse {
 } sparse_t;
 
 static node_t *node_new(sparse_t *p, kind_t kind) {
-    node_t *n = xcalloc(1, sizeof(*n));
+    node_t *n = fl_mem_calloc(1, sizeof(*n));
     n->kind = kind;
     n->default_symbol = -1;
     n->next_alloc = p->sch->nodes;
@@ -513,10 +488,10 @@ static bool string_vector(json_t *j, const char *ns, char ***out, size_t *n) {
     for (size_t i = 0; i < len; i++)
         if (!json_is_string(json_array_get(j, i)))
             return false;
-    *out = xcalloc(len, sizeof(char *));
+    *out = fl_mem_calloc(len, sizeof(char *));
     for (size_t i = 0; i < len; i++) {
         const char *s = json_string_value(json_array_get(j, i));
-        (*out)[i] = ns != NULL ? full_name(s, ns) : xstrdup(s);
+        (*out)[i] = ns != NULL ? full_name(s, ns) : fl_mem_strdup(s);
     }
     *n = len;
     return true;
@@ -556,7 +531,7 @@ static node_t *parse_named(sparse_t *p, json_t *j, const char *type, const char 
             goto out;
         }
         n->n_fields = json_array_size(fields);
-        n->fields = xcalloc(n->n_fields, sizeof(field_t));
+        n->fields = fl_mem_calloc(n->n_fields, sizeof(field_t));
         for (size_t i = 0; i < n->n_fields; i++) {
             json_t *f = json_array_get(fields, i);
             field_t *fd = &n->fields[i];
@@ -565,7 +540,7 @@ static node_t *parse_named(sparse_t *p, json_t *j, const char *type, const char 
                 sparse_fail(p, "%s: field %zu without a string \"name\"", fullname, i);
                 goto out;
             }
-            fd->name = xstrdup(fname);
+            fd->name = fl_mem_strdup(fname);
             for (size_t k = 0; k < i; k++)
                 if (strcmp(n->fields[k].name, fname) == 0) {
                     sparse_fail(p, "%s: field '%s' defined twice", fullname, fname);
@@ -637,7 +612,7 @@ static node_t *parse_node(sparse_t *p, json_t *j, const char *ns, int depth) {
     if (json_is_array(j)) {
         node_t *n = node_new(p, K_UNION);
         n->n_branches = json_array_size(j);
-        n->branches = xcalloc(n->n_branches, sizeof(node_t *));
+        n->branches = fl_mem_calloc(n->n_branches, sizeof(node_t *));
         for (size_t i = 0; i < n->n_branches; i++) {
             n->branches[i] = parse_node(p, json_array_get(j, i), ns, depth + 1);
             if (n->branches[i] == NULL)
@@ -747,7 +722,7 @@ static int avro_fail(jctx_t *c, const char *what) {
 static int latin1_decode(jctx_t *c, json_t *j, uint8_t **out, size_t *len) {
     const uint8_t *s = (const uint8_t *)json_string_value(j);
     size_t n = json_string_length(j);
-    uint8_t *b = xmalloc(n);
+    uint8_t *b = fl_mem_alloc(n);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] < 0x80) {
@@ -766,7 +741,7 @@ static int latin1_decode(jctx_t *c, json_t *j, uint8_t **out, size_t *len) {
 }
 
 static json_t *latin1_encode(const uint8_t *b, size_t n) {
-    char *s = xmalloc(2 * n + 1);
+    char *s = fl_mem_alloc(2 * n + 1);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (b[i] < 0x80) {
@@ -1012,7 +987,7 @@ static json_t *utf8_string(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
     if (j != NULL)
         return j;
-    char *fixed = xmalloc(3 * n + 1);
+    char *fixed = fl_mem_alloc(3 * n + 1);
     size_t k = 0;
     for (size_t i = 0; i < n;) {
         const uint8_t *u = (const uint8_t *)s + i;
@@ -1243,11 +1218,11 @@ static int check_resolvable(node_t *w, const node_t *r, int depth, fl_error_t *e
                                   r->fullname)
                    : 0;
 
-    plan_t *pl = xcalloc(1, sizeof(*pl));
+    plan_t *pl = fl_mem_calloc(1, sizeof(*pl));
     pl->status = PLAN_FAILED; /* until the end proves otherwise */
     pl->reader = r;
-    pl->w2r = xcalloc(w->n_fields, sizeof(int));
-    pl->defaults = xcalloc(r->n_fields, sizeof(size_t));
+    pl->w2r = fl_mem_calloc(w->n_fields, sizeof(int));
+    pl->defaults = fl_mem_calloc(r->n_fields, sizeof(size_t));
     pl->next = w->plans;
     w->plans = pl;
     for (size_t i = 0; i < w->n_fields; i++) {
@@ -1421,7 +1396,7 @@ static const char *rd_cstr(rd_t *r, const uint8_t *s, size_t len) {
     fl_codec_t *codec = r->codec;
     if (codec->scratch_cap < len + 1) {
         codec->scratch_cap = len + 1 > 2 * codec->scratch_cap ? len + 1 : 2 * codec->scratch_cap;
-        codec->scratch = xrealloc(codec->scratch, codec->scratch_cap);
+        codec->scratch = fl_mem_realloc(codec->scratch, codec->scratch_cap);
     }
     memcpy(codec->scratch, s, len);
     codec->scratch[len] = '\0';
@@ -1629,7 +1604,7 @@ static int load_schema(const fl_schema_src_t *src, schema_t **out, uint64_t *fp,
     json_error_t jerr;
     char *canonical = NULL;
     int rc = 0;
-    schema_t *sch = xcalloc(1, sizeof(*sch));
+    schema_t *sch = fl_mem_calloc(1, sizeof(*sch));
     sparse_t p = {.sch = sch, .err = err};
 
     sch->doc = json_loadb(src->json, src->json_len, JSON_DECODE_ANY, &jerr);
@@ -1700,7 +1675,7 @@ static int type_init(fl_event_type_t *t, const fl_schema_src_t *src, fl_error_t 
         return fl_error_set(err, FL_ESCHEMA, false, "%s: avro-c value: %s", src->path,
                             avro_strerror());
     t->cap = 1024;
-    t->buf = xmalloc(t->cap);
+    t->buf = fl_mem_alloc(t->cap);
     t->writer = avro_writer_memory(t->buf, (int64_t)t->cap);
     if (t->writer == NULL)
         abort();
@@ -1754,7 +1729,7 @@ static int add_history(fl_codec_t *codec, const fl_schema_src_t *src, fl_error_t
 
 int fl_codec_new_from(const fl_schema_src_t *srcs, size_t n, fl_codec_t **out, fl_error_t *err) {
     int rc = 0;
-    fl_codec_t *codec = xcalloc(1, sizeof(*codec));
+    fl_codec_t *codec = fl_mem_calloc(1, sizeof(*codec));
     size_t n_current = 0;
     *out = NULL;
 
@@ -1766,14 +1741,14 @@ int fl_codec_new_from(const fl_schema_src_t *srcs, size_t n, fl_codec_t **out, f
         }
         n_current += srcs[i].version == 0;
     }
-    codec->types = xcalloc(n_current, sizeof(fl_event_type_t));
-    codec->versions = xcalloc(n, sizeof(version_t));
-    codec->history = xcalloc(n - n_current, sizeof(schema_t *));
+    codec->types = fl_mem_calloc(n_current, sizeof(fl_event_type_t));
+    codec->versions = fl_mem_calloc(n, sizeof(version_t));
+    codec->history = fl_mem_calloc(n - n_current, sizeof(schema_t *));
     for (size_t i = 0; i < n; i++) {
         if (srcs[i].version != 0)
             continue;
         fl_event_type_t *t = &codec->types[codec->n_types++];
-        t->name = xstrdup(srcs[i].type);
+        t->name = fl_mem_strdup(srcs[i].type);
         t->path = srcs[i].path;
         if ((rc = type_init(t, &srcs[i], err)) != 0)
             goto out;
@@ -1894,7 +1869,7 @@ int fl_codec_encode(fl_codec_t *codec, const fl_event_type_t *ctype, avro_value_
                             avro_strerror());
     if (t->cap < FL_CODEC_HEADER_LEN + size) {
         t->cap = FL_CODEC_HEADER_LEN + size > 2 * t->cap ? FL_CODEC_HEADER_LEN + size : 2 * t->cap;
-        t->buf = xrealloc(t->buf, t->cap);
+        t->buf = fl_mem_realloc(t->buf, t->cap);
     }
     uint8_t *b = (uint8_t *)t->buf;
     b[0] = FL_CODEC_MAGIC0;

@@ -1,4 +1,5 @@
 #include "fl_config.h"
+#include "fl_mem.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -62,20 +63,6 @@ struct fl_config {
     size_t npos;
 };
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (q == NULL)
-        abort();
-    return q;
-}
-
-static char *xstrdup(const char *s) {
-    char *d = strdup(s);
-    if (d == NULL)
-        abort();
-    return d;
-}
-
 static cfg_value_t *find_value(const fl_config_t *cfg, const char *key) {
     for (size_t i = 0; i < cfg->nvalues; i++)
         if (strcmp(cfg->values[i].decl->key, key) == 0)
@@ -127,7 +114,7 @@ static int parse_value(cfg_value_t *val, const char *text, const char *origin, f
         break;
     }
     free(val->text);
-    val->text = xstrdup(text);
+    val->text = fl_mem_strdup(text);
     snprintf(val->origin, sizeof(val->origin), "%s", origin);
     return 0;
 }
@@ -137,7 +124,7 @@ static void add_decls(fl_config_t *cfg, const fl_config_key_t *keys, size_t n) {
         cfg_value_t *existing = find_value(cfg, keys[i].key);
         cfg_value_t *val = existing;
         if (val == NULL) {
-            cfg->values = xrealloc(cfg->values, (cfg->nvalues + 1) * sizeof(*cfg->values));
+            cfg->values = fl_mem_realloc(cfg->values, (cfg->nvalues + 1) * sizeof(*cfg->values));
             val = &cfg->values[cfg->nvalues++];
             memset(val, 0, sizeof(*val));
         }
@@ -155,8 +142,8 @@ fl_config_t *fl_config_new(const char *program, const char *summary) {
     fl_config_t *cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL)
         abort();
-    cfg->program = xstrdup(program ? program : "feedloop");
-    cfg->summary = xstrdup(summary ? summary : "");
+    cfg->program = fl_mem_strdup(program ? program : "feedloop");
+    cfg->summary = fl_mem_strdup(summary ? summary : "");
     fl_config_declare(cfg, common_keys, sizeof(common_keys) / sizeof(common_keys[0]));
     return cfg;
 }
@@ -199,13 +186,13 @@ int fl_config_set(fl_config_t *cfg, const char *key, const char *value, const ch
         for (size_t i = 0; i < cfg->nkafka; i++) {
             if (strcmp(cfg->kafka[i].key, prop) == 0) {
                 free(cfg->kafka[i].value);
-                cfg->kafka[i].value = xstrdup(value);
+                cfg->kafka[i].value = fl_mem_strdup(value);
                 return 0;
             }
         }
-        cfg->kafka = xrealloc(cfg->kafka, (cfg->nkafka + 1) * sizeof(*cfg->kafka));
-        cfg->kafka[cfg->nkafka].key = xstrdup(prop);
-        cfg->kafka[cfg->nkafka].value = xstrdup(value);
+        cfg->kafka = fl_mem_realloc(cfg->kafka, (cfg->nkafka + 1) * sizeof(*cfg->kafka));
+        cfg->kafka[cfg->nkafka].key = fl_mem_strdup(prop);
+        cfg->kafka[cfg->nkafka].value = fl_mem_strdup(value);
         cfg->nkafka++;
         return 0;
     }
@@ -380,8 +367,8 @@ int fl_config_load(fl_config_t *cfg, int argc, char **argv, char **envp, fl_erro
                 only_pos = true;
                 continue;
             }
-            cfg->pos = xrealloc(cfg->pos, (cfg->npos + 1) * sizeof(*cfg->pos));
-            cfg->pos[cfg->npos++] = xstrdup(a);
+            cfg->pos = fl_mem_realloc(cfg->pos, (cfg->npos + 1) * sizeof(*cfg->pos));
+            cfg->pos[cfg->npos++] = fl_mem_strdup(a);
             continue;
         }
         if (strcmp(a, "--config") == 0) {

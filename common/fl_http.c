@@ -3,6 +3,7 @@
 #endif
 
 #include "fl_http.h"
+#include "fl_mem.h"
 
 #include "fl_log.h"
 
@@ -201,20 +202,6 @@ int fl_http_parse_request(const char *buf, size_t len, fl_http_request_t *req) {
 
 /* ---- server ---------------------------------------------------------------------------- */
 
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n, size);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
 static const char *reason(int status) {
     switch (status) {
     case 200:
@@ -356,7 +343,7 @@ static void respond(conn_t *conn, int status, const char *ctype, char *body, siz
     const char *ct3 = ctype != NULL ? "\r\n" : "";
     const char *al = allow ? "Allow: GET, HEAD\r\n" : "";
     int n = snprintf(NULL, 0, fmt, status, reason(status), ct1, ct2, ct3, len_hdr, al);
-    conn->head = xmalloc((size_t)n + 1);
+    conn->head = fl_mem_alloc((size_t)n + 1);
     snprintf(conn->head, (size_t)n + 1, fmt, status, reason(status), ct1, ct2, ct3, len_hdr, al);
     conn->body = body;
 
@@ -380,7 +367,7 @@ static void respond(conn_t *conn, int status, const char *ctype, char *body, siz
 static void respond_error(conn_t *conn, int status) {
     const char *r = reason(status);
     size_t n = strlen(r);
-    char *body = xmalloc(n + 2);
+    char *body = fl_mem_alloc(n + 2);
     memcpy(body, r, n);
     memcpy(body + n, "\n", 2);
     respond(conn, status, DEFAULT_CONTENT_TYPE, body, n + 1, true, status == 405);
@@ -395,7 +382,7 @@ static bool valid_content_type(const char *s) {
 
 static void serve(conn_t *conn, const fl_http_request_t *req) {
     fl_http_t *http = conn->http;
-    char *path = xmalloc(req->path_len + 1);
+    char *path = fl_mem_alloc(req->path_len + 1);
     memcpy(path, req->path, req->path_len);
     path[req->path_len] = '\0';
     fl_http_response_t resp = {404, DEFAULT_CONTENT_TYPE, NULL, 0};
@@ -466,7 +453,7 @@ static void on_connection(uv_stream_t *server, int status) {
     if (http->nconns >= http->max_conns) {
         /* Accept and close: leaving it queued would stall the listener (libuv stops polling
          * it until the pending connection is accepted). */
-        uv_tcp_t *tcp = xmalloc(sizeof(*tcp));
+        uv_tcp_t *tcp = fl_mem_alloc(sizeof(*tcp));
         if (uv_tcp_init(http->loop, tcp) != 0) {
             free(tcp);
             return;
@@ -476,7 +463,7 @@ static void on_connection(uv_stream_t *server, int status) {
         return;
     }
 
-    conn_t *conn = xcalloc(1, sizeof(*conn));
+    conn_t *conn = fl_mem_calloc(1, sizeof(*conn));
     if (uv_tcp_init(http->loop, &conn->tcp) != 0) {
         free(conn);
         return;
@@ -537,7 +524,7 @@ int fl_http_start(uv_loop_t *loop, const char *host, int port, fl_http_handler_c
         return fl_error_set(err, FL_EINVAL, false, "http: %s is not a numeric IP address", host);
 
     ignore_sigpipe();
-    http = xcalloc(1, sizeof(*http));
+    http = fl_mem_calloc(1, sizeof(*http));
     http->loop = loop;
     http->cb = cb;
     http->opaque = opaque;

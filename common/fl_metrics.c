@@ -3,6 +3,7 @@
 #endif
 
 #include "fl_metrics.h"
+#include "fl_mem.h"
 
 #include "fl_err.h"
 
@@ -66,32 +67,6 @@ struct fl_metrics {
 
 /* ---- memory ---------------------------------------------------------------------------- */
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n) {
-    p = realloc(p, n ? n : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    return memcpy(xmalloc(n), s, n);
-}
-
 /* Grow *arr (of elem-sized items) so it can hold need items. */
 static void grow(void **arr, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap)
@@ -99,7 +74,7 @@ static void grow(void **arr, size_t *cap, size_t need, size_t elem) {
     size_t ncap = *cap ? *cap * 2 : 8;
     while (ncap < need)
         ncap *= 2;
-    *arr = xrealloc(*arr, ncap * elem);
+    *arr = fl_mem_realloc(*arr, ncap * elem);
     *cap = ncap;
 }
 
@@ -115,7 +90,7 @@ static void sb_put(sbuf_t *b, const char *s, size_t n) {
         size_t ncap = b->cap ? b->cap * 2 : 4096;
         while (ncap < b->len + n + 1)
             ncap *= 2;
-        b->p = xrealloc(b->p, ncap);
+        b->p = fl_mem_realloc(b->p, ncap);
         b->cap = ncap;
     }
     memcpy(b->p + b->len, s, n);
@@ -155,7 +130,7 @@ static void table_put(table_t *t, uint64_t hash, void *item);
 static void table_grow(table_t *t) {
     table_t old = *t;
     t->cap = old.cap ? old.cap * 2 : 64;
-    t->slots = xcalloc(t->cap, sizeof(*t->slots));
+    t->slots = fl_mem_calloc(t->cap, sizeof(*t->slots));
     t->n = 0;
     for (size_t i = 0; i < old.cap; i++)
         if (old.slots[i].item != NULL)
@@ -308,12 +283,12 @@ static bool valid_labels(const char *s, bool forbid_le) {
 fl_metrics_t *fl_metrics_new(const char *prefix) {
     if (prefix != NULL && *prefix != '\0' && !valid_metric_name(prefix))
         return NULL;
-    fl_metrics_t *m = xcalloc(1, sizeof(*m));
+    fl_metrics_t *m = fl_mem_calloc(1, sizeof(*m));
     if (prefix == NULL || *prefix == '\0') {
-        m->prefix = xstrdup("");
+        m->prefix = fl_mem_strdup("");
     } else {
         size_t n = strlen(prefix);
-        m->prefix = xmalloc(n + 2);
+        m->prefix = fl_mem_alloc(n + 2);
         memcpy(m->prefix, prefix, n);
         memcpy(m->prefix + n, "_", 2);
     }
@@ -364,22 +339,22 @@ static series_t *get_series(fl_metrics_t *m, metric_type_t type, const char *nam
     if (!valid_labels(labels, type == TYPE_HISTOGRAM))
         return NULL;
     if (f == NULL) {
-        f = xcalloc(1, sizeof(*f));
-        f->name = xstrdup(name);
+        f = fl_mem_calloc(1, sizeof(*f));
+        f->name = fl_mem_strdup(name);
         size_t pl = strlen(m->prefix), nl = strlen(name);
-        f->full = xmalloc(pl + nl + 1);
+        f->full = fl_mem_alloc(pl + nl + 1);
         memcpy(f->full, m->prefix, pl);
         memcpy(f->full + pl, name, nl + 1);
-        f->help = help != NULL && *help != '\0' ? xstrdup(help) : NULL;
+        f->help = help != NULL && *help != '\0' ? fl_mem_strdup(help) : NULL;
         f->type = type;
         f->hash = fh;
         table_put(&m->by_name, fh, f);
         grow((void **)&m->fams, &m->capfams, m->nfams + 1, sizeof(*m->fams));
         m->fams[m->nfams++] = f;
     }
-    s = xcalloc(1, sizeof(*s));
+    s = fl_mem_calloc(1, sizeof(*s));
     s->fam = f;
-    s->labels = xstrdup(labels);
+    s->labels = fl_mem_strdup(labels);
     s->hash = h;
     table_put(&m->by_series, h, s);
     grow((void **)&f->series, &f->capseries, f->nseries + 1, sizeof(*f->series));

@@ -1,4 +1,5 @@
 #include "fl_stats.h"
+#include "fl_mem.h"
 
 #include <float.h>
 #include <math.h>
@@ -9,20 +10,8 @@
 #define FL_PI 3.14159265358979323846
 #define FL_SQRT2 1.41421356237309504880
 
-/* Out of memory aborts (STYLE.md): callers never see a half-built statistic. */
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
+/* Allocation goes through fl_mem (out of memory aborts): callers never see a half-built
+ * statistic. */
 
 static bool all_finite(const double *x, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -237,7 +226,7 @@ void fl_stats_sort(double *x, size_t n) {
         insertion_sort(x, n);
         return;
     }
-    double *tmp = xmalloc(n * sizeof(*tmp));
+    double *tmp = fl_mem_alloc(n * sizeof(*tmp));
     fl_stats_sort_with(x, n, tmp);
     free(tmp);
 }
@@ -325,7 +314,7 @@ int fl_stats_quantile_inplace(double *x, size_t n, double p, double *out) {
 int fl_stats_quantile(const double *x, size_t n, double p, double *out) {
     if (n == 0)
         return FL_EINVAL;
-    double *copy = xmalloc(n * sizeof(*copy));
+    double *copy = fl_mem_alloc(n * sizeof(*copy));
     memcpy(copy, x, n * sizeof(*copy));
     int rc = fl_stats_quantile_inplace(copy, n, p, out);
     free(copy);
@@ -406,7 +395,7 @@ int fl_stats_sketch_new(double alpha, size_t max_buckets, fl_stats_sketch_t **ou
     if (!(alpha >= SK_MIN_ALPHA && alpha <= SK_MAX_ALPHA) || max_buckets < SK_MIN_BUCKETS ||
         max_buckets > SK_MAX_BUCKETS)
         return FL_EINVAL;
-    fl_stats_sketch_t *sk = xcalloc(1, sizeof(*sk));
+    fl_stats_sketch_t *sk = fl_mem_calloc(1, sizeof(*sk));
     sk->alpha = alpha;
     sk->gamma = (1.0 + alpha) / (1.0 - alpha);
     sk->log_gamma = log1p(2.0 * alpha / (1.0 - alpha));
@@ -466,7 +455,7 @@ static void store_reshape(sk_store_t *st, int32_t tlo, int32_t thi) {
         return;
     }
     size_t cap = range + range / 2 + 16;
-    uint64_t *bins = xcalloc(cap, sizeof(*bins));
+    uint64_t *bins = fl_mem_calloc(cap, sizeof(*bins));
     int32_t base = (int32_t)((int64_t)tlo - (int64_t)(cap - range) / 2);
     if (st->total > 0) {
         for (int32_t i = st->lo; i <= st->hi; i++) {
@@ -829,7 +818,7 @@ static void rank_sorted(const double *xs, size_t nx, const double *ys, size_t ny
 static void sorted_copies(const double *x, size_t nx, const double *y, size_t ny, double **block,
                           double **xs, double **ys) {
     size_t big = nx > ny ? nx : ny;
-    double *b = xmalloc((nx + ny + big) * sizeof(*b));
+    double *b = fl_mem_alloc((nx + ny + big) * sizeof(*b));
     memcpy(b, x, nx * sizeof(*b));
     memcpy(b + nx, y, ny * sizeof(*b));
     fl_stats_sort_with(b, nx, b + nx + ny);
@@ -919,7 +908,7 @@ int fl_stats_mann_whitney_sorted(const double *xs, size_t nx, const double *ys, 
     r.ties = ties;
     if (mwu_use_exact(nx, ny, ties)) {
         size_t deg = nx * ny;
-        double *pmf = xmalloc((deg + 1) * sizeof(*pmf));
+        double *pmf = fl_mem_alloc((deg + 1) * sizeof(*pmf));
         fl_stats_mwu_exact_pmf(nx, ny, pmf);
         size_t u = (size_t)llround(r.u);
         exact_tails(pmf, deg, u, &r.p_less, &r.p_greater);
@@ -1220,7 +1209,7 @@ typedef struct diff_setup {
 
 static void diff_setup(diff_setup_t *ds, const double *xs, size_t nx, const double *ys, size_t ny) {
     size_t bytes = kth_work_bytes(nx, ny);
-    ds->block = xmalloc(bytes + ny * sizeof(double));
+    ds->block = fl_mem_alloc(bytes + ny * sizeof(double));
     kth_init(&ds->w, ds->block, nx, ny);
     ds->yd = (double *)((char *)ds->block + bytes);
     for (size_t j = 0; j < ny; j++)
@@ -1269,7 +1258,7 @@ int fl_stats_hodges_lehmann_sorted(const double *xs, size_t nx, const double *ys
     rank_sorted(xs, nx, ys, ny, &rank_sum, &tie_term, &ties);
     int64_t c;
     if (mwu_use_exact(nx, ny, ties)) {
-        double *pmf = xmalloc((mn + 1) * sizeof(*pmf));
+        double *pmf = fl_mem_alloc((mn + 1) * sizeof(*pmf));
         fl_stats_mwu_exact_pmf(nx, ny, pmf);
         /* C = #{u : P(U <= u) <= alpha/2}; the tolerance keeps exact ties with alpha/2 (a
          * critical value hit exactly) from depending on rounding. */
@@ -1429,7 +1418,7 @@ int fl_stats_bootstrap_quantile_diff_sorted(const double *xs, size_t nx, const d
     if (nx == 0 || ny == 0 || !(q >= 0.0 && q <= 1.0) || !(confidence > 0.0 && confidence < 1.0) ||
         resamples < 10 || !all_finite(xs, nx) || !all_finite(ys, ny))
         return FL_EINVAL;
-    double *d = xmalloc(2 * (size_t)resamples * sizeof(*d));
+    double *d = fl_mem_alloc(2 * (size_t)resamples * sizeof(*d));
     double *rt = d + resamples;
     bool positive = xs[0] > 0.0;
     double qx, qy;

@@ -1,4 +1,5 @@
 #include "fl_worker.h"
+#include "fl_mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,20 +102,6 @@ struct fl_worker {
 
 /* ---------- small helpers ---------- */
 
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s) {
-    char *d = strdup(s);
-    if (d == NULL)
-        abort();
-    return d;
-}
-
 static void count(fl_worker_t *w, const char *name, const char *help, const char *label_key,
                   const char *label_val) {
     char labels[256] = "";
@@ -157,8 +144,8 @@ static part_t *part_get(fl_worker_t *w, const char *topic, int32_t partition, bo
             return w->parts[i];
     if (!create)
         return NULL;
-    part_t *p = xcalloc(1, sizeof(*p));
-    p->topic = xstrdup(topic);
+    part_t *p = fl_mem_calloc(1, sizeof(*p));
+    p->topic = fl_mem_strdup(topic);
     p->partition = partition;
     p->rewind = -1;
     p->store = -1;
@@ -530,7 +517,7 @@ static int job_redis_sent(fl_job_t *job, redis_op_t *op, int rc) {
 
 int fl_job_redis(fl_job_t *job, int argc, const char **argv, const size_t *argvlen,
                  fl_job_redis_cb cb) {
-    redis_op_t *op = xcalloc(1, sizeof(*op));
+    redis_op_t *op = fl_mem_calloc(1, sizeof(*op));
     op->job = job;
     op->cb = cb;
     return job_redis_sent(job, op,
@@ -539,7 +526,7 @@ int fl_job_redis(fl_job_t *job, int argc, const char **argv, const size_t *argvl
 
 int fl_job_redis_eval(fl_job_t *job, const fl_redis_script_t *script, int numkeys, int argc,
                       const char **argv, const size_t *argvlen, fl_job_redis_cb cb) {
-    redis_op_t *op = xcalloc(1, sizeof(*op));
+    redis_op_t *op = fl_mem_calloc(1, sizeof(*op));
     op->job = job;
     op->cb = cb;
     return job_redis_sent(
@@ -572,7 +559,7 @@ static void on_message(fl_worker_t *w, rd_kafka_message_t *rkm) {
         rd_kafka_message_destroy(rkm);
         return;
     }
-    fl_job_t *job = xcalloc(1, sizeof(*job));
+    fl_job_t *job = fl_mem_calloc(1, sizeof(*job));
     job->w = w;
     job->rkm = rkm;
     job->part = p;
@@ -821,7 +808,7 @@ static bool ready(fl_worker_t *w, const char **why) {
 }
 
 static char *text(const char *s, size_t *len) {
-    char *b = xstrdup(s);
+    char *b = fl_mem_strdup(s);
     *len = strlen(b);
     return b;
 }
@@ -1013,9 +1000,9 @@ static int setup(fl_worker_t *w, fl_error_t *err) {
     while (def->outputs && def->outputs[nout])
         nout++;
     w->nin = nin;
-    w->in_topics = xcalloc(nin, sizeof(char *));
-    const char **all = xcalloc(nin + nout + 1, sizeof(char *));
-    char **owned = xcalloc(nout, sizeof(char *));
+    w->in_topics = fl_mem_calloc(nin, sizeof(char *));
+    const char **all = fl_mem_calloc(nin + nout + 1, sizeof(char *));
+    char **owned = fl_mem_calloc(nout, sizeof(char *));
     char buf[256];
     for (size_t i = 0; i < nin; i++) {
         if (fl_codec_type(w->codec, def->inputs[i]) == NULL) {
@@ -1023,11 +1010,11 @@ static int setup(fl_worker_t *w, fl_error_t *err) {
             free(owned);
             return fl_error_set(err, FL_ESCHEMA, false, "no schema for input %s", def->inputs[i]);
         }
-        w->in_topics[i] = xstrdup(fl_config_topic(w->cfg, def->inputs[i], buf, sizeof(buf)));
+        w->in_topics[i] = fl_mem_strdup(fl_config_topic(w->cfg, def->inputs[i], buf, sizeof(buf)));
         all[i] = w->in_topics[i];
     }
     for (size_t i = 0; i < nout; i++) {
-        owned[i] = xstrdup(fl_config_topic(w->cfg, def->outputs[i], buf, sizeof(buf)));
+        owned[i] = fl_mem_strdup(fl_config_topic(w->cfg, def->outputs[i], buf, sizeof(buf)));
         all[nin + i] = owned[i];
     }
     fl_config_topic(w->cfg, "dead_letter", w->dlq_topic, sizeof(w->dlq_topic));
