@@ -307,14 +307,15 @@ static void job_finish(fl_job_t *job) {
             "Time from consuming an event to its outputs being acknowledged", NULL);
     if (w->latency != NULL)
         fl_metrics_observe(w->latency, secs);
-    if (job->part != NULL && !job->failed) {
+    /* Failing degrades, which detaches every job; only while closing (degrade does nothing) can
+     * a failed job still be attached: then nothing after it on its partition may be stored. */
+    if (job->failed && job->part != NULL)
+        part_detach(job->part);
+    if (job->part != NULL) {
         job->complete = true;
         part_advance(w, job->part);
-    } else if (job->part == NULL) {
-        job_free(job);
     } else {
-        /* Failed but still attached cannot happen: failing degrades, which detaches. */
-        job->complete = true;
+        job_free(job);
     }
     if (w->blocked && w->inflight < w->max_inflight && !w->draining) {
         w->blocked = false;
@@ -1096,7 +1097,12 @@ static void teardown(fl_worker_t *w) {
         close_all(w);
     if (w->loop_init)
         uv_run(&w->loop, UV_RUN_DEFAULT);
-    /* Jobs cut short by a forced shutdown: drop them (their offsets were never stored). */
+    /* Jobs cut short by a forced shutdown: drop them (their offsets were never stored). The
+     * partition lists go first: closing the consumer below revokes, which walks them. */
+    for (size_t i = 0; i < w->nparts; i++) {
+        w->parts[i]->head = w->parts[i]->tail = NULL;
+        w->parts[i]->store = -1;
+    }
     while (w->all != NULL)
         job_free(w->all);
     if (w->consumer != NULL) {

@@ -69,6 +69,26 @@ grep -q "drained" "$FL_TMP/validator.$VL_RUNS.log" || fl_fail "no drain logged"
 vl_start
 wait_seen drain 200 || fl_fail "events lost across SIGTERM: $(seen drain)/200"
 
+# C2. SIGTERM while Redis hangs under a long deadline: the drain bound (1 s) cuts the in-flight
+#     jobs short; the worker still exits 0, and their offsets are not committed, so they are
+#     processed after the restart.
+kill -TERM "$VL_PID"; wait "$VL_PID" || true
+vl_start --redis.timeout.ms=30000 --shutdown.timeout.ms=1000
+kill -STOP "$FL_REDIS_PID"
+changes hang 5 | vl_emit ci_report -
+produced=$((produced + 5))
+fl_wait_for 30 bash -c "[[ \$(curl -s http://127.0.0.1:$VL_HTTP/metrics | awk '/^feedloop_events_in_flight / {print \$2}') -ge 1 ]]" ||
+  fl_fail "no events in flight while Redis hangs"
+start=$(date +%s)
+kill -TERM "$VL_PID"
+rc=0; wait "$VL_PID" || rc=$?
+fl_assert_eq "0" "$rc" "exit status after a forced drain"
+(( $(date +%s) - start <= 10 )) || fl_fail "forced drain took longer than 10 s"
+grep -q "still in flight" "$FL_TMP/validator.$VL_RUNS.log" || fl_fail "forced drain not logged"
+kill -CONT "$FL_REDIS_PID"
+vl_start
+wait_seen hang 5 || fl_fail "events lost across a forced drain: $(seen hang)/5"
+
 # D. SIGKILL with events in flight.
 changes killed 200 | vl_emit ci_report -
 produced=$((produced + 200))
