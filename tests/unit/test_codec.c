@@ -16,40 +16,9 @@
 #include <string.h>
 
 #include "fl_codec.h"
+#include "test_files.h"
 
 /* ---- helpers ---- */
-
-/* Contents of $FL_SOURCE_DIR/rel (malloc'd, NUL-terminated), or NULL when the file is absent. */
-static char *slurp(const char *rel) {
-    const char *root = getenv("FL_SOURCE_DIR");
-    char path[1024];
-    assert_non_null(root);
-    snprintf(path, sizeof(path), "%s/%s", root, rel);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-static json_t *load_json(const char *rel) {
-    char *text = slurp(rel);
-    json_error_t jerr;
-    if (text == NULL)
-        return NULL;
-    json_t *j = json_loads(text, JSON_ALLOW_NUL, &jerr);
-    if (j == NULL)
-        fail_msg("%s:%d: %s", rel, jerr.line, jerr.text);
-    free(text);
-    return j;
-}
 
 /* Codec of one type from inline JSON: current schema, plus an optional older version 1. */
 static int codec_of(const char *type, const char *current, const char *v1, fl_codec_t **out,
@@ -63,9 +32,9 @@ static int codec_of(const char *type, const char *current, const char *v1, fl_co
 
 /* The fixture codec: sample (current + v1) and tree. */
 static fl_codec_t *fixture_codec(void) {
-    char *sample = slurp("tests/fixtures/codec/sample.avsc");
-    char *v1 = slurp("tests/fixtures/codec/history/sample.v1.avsc");
-    char *tree = slurp("tests/fixtures/codec/tree.avsc");
+    char *sample = test_slurp("tests/fixtures/codec/sample.avsc");
+    char *v1 = test_slurp("tests/fixtures/codec/history/sample.v1.avsc");
+    char *tree = test_slurp("tests/fixtures/codec/tree.avsc");
     assert_non_null(sample);
     assert_non_null(v1);
     assert_non_null(tree);
@@ -295,7 +264,7 @@ static void test_canonical_errors(void **state) {
 
 static void test_roundtrip_sample(void **state) {
     fl_codec_t *codec = fixture_codec();
-    json_t *j = load_json("tests/fixtures/codec/sample.json");
+    json_t *j = test_load_json("tests/fixtures/codec/sample.json");
     const fl_event_type_t *type = fl_codec_type(codec, "sample");
     fl_error_t err = {0};
     avro_value_t v;
@@ -495,7 +464,7 @@ static void test_to_json_special_values(void **state) {
  * from_json to fail naming the path. */
 static void expect_json_error(fl_codec_t *codec, const char *patch_json, const char *want_path,
                               const char *want_text) {
-    json_t *j = load_json("tests/fixtures/codec/sample.json");
+    json_t *j = test_load_json("tests/fixtures/codec/sample.json");
     json_t *patch = json_loads(patch_json, 0, NULL);
     const fl_event_type_t *type = fl_codec_type(codec, "sample");
     fl_error_t err = {0};
@@ -569,7 +538,7 @@ static void test_from_json_errors_name_the_field(void **state) {
 static void test_from_json_defaults_and_union_forms(void **state) {
     fl_codec_t *codec = fixture_codec();
     const fl_event_type_t *type = fl_codec_type(codec, "sample");
-    json_t *j = load_json("tests/fixtures/codec/sample.json");
+    json_t *j = test_load_json("tests/fixtures/codec/sample.json");
     fl_error_t err = {0};
     avro_value_t v;
     const char *omit[] = {
@@ -897,7 +866,7 @@ static void fuzz_one(fl_codec_t *codec, const uint8_t *good, size_t len, int rou
 
 static void test_decode_fuzz(void **state) {
     fl_codec_t *codec = fixture_codec();
-    json_t *j = load_json("tests/fixtures/codec/sample.json");
+    json_t *j = test_load_json("tests/fixtures/codec/sample.json");
     size_t len = 0;
     uint8_t *good = encode_json(codec, "sample", j, &len);
     fuzz_one(codec, good, len, 20000);
@@ -929,7 +898,7 @@ static void test_compiled_types_have_fixtures_and_round_trip(void **state) {
         const char *name = fl_event_type_name(type);
         char rel[256];
         snprintf(rel, sizeof(rel), "tests/fixtures/events/%s.json", name);
-        json_t *j = load_json(rel);
+        json_t *j = test_load_json(rel);
         if (j == NULL) {
             print_error("%s: no fixture %s\n", name, rel);
             missing++;
@@ -966,7 +935,7 @@ static void test_compiled_types_have_fixtures_and_round_trip(void **state) {
             continue;
         snprintf(rel, sizeof(rel), "tests/fixtures/events/history/%s.v%d.json", src->type,
                  src->version);
-        json_t *j = load_json(rel);
+        json_t *j = test_load_json(rel);
         if (j == NULL)
             continue;
         fl_schema_src_t as_current = *src;

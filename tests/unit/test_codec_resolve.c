@@ -14,37 +14,9 @@
 #include <string.h>
 
 #include "fl_codec.h"
+#include "test_files.h"
 
 /* ---- helpers ---- */
-
-static char *slurp(const char *rel) {
-    const char *root = getenv("FL_SOURCE_DIR");
-    char path[1024];
-    assert_non_null(root);
-    snprintf(path, sizeof(path), "%s/%s", root, rel);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-static json_t *load_json(const char *rel) {
-    char *text = slurp(rel);
-    json_error_t jerr;
-    json_t *j = json_loads(text, JSON_ALLOW_NUL, &jerr);
-    if (j == NULL)
-        fail_msg("%s:%d: %s", rel, jerr.line, jerr.text);
-    free(text);
-    return j;
-}
 
 static int codec_of(const char *current, const char *v1, fl_codec_t **out, fl_error_t *err) {
     fl_schema_src_t srcs[2] = {
@@ -115,8 +87,8 @@ static void assert_json_text(json_t *got, const char *want_text) {
  * fields since widened, a reordered enum with a symbol the reader lacks, a reordered union, an
  * aliased field; v2 adds fields with defaults of every kind. */
 static void test_resolve_fixture_v1_to_current(void **state) {
-    char *v1 = slurp("tests/fixtures/codec/history/sample.v1.avsc");
-    char *v2 = slurp("tests/fixtures/codec/sample.avsc");
+    char *v1 = test_slurp_required("tests/fixtures/codec/history/sample.v1.avsc");
+    char *v2 = test_slurp_required("tests/fixtures/codec/sample.avsc");
     fl_schema_src_t wsrc = {"sample", 0, "v1 as current", v1, strlen(v1)};
     fl_schema_src_t rsrcs[] = {{"sample", 0, "sample.avsc", v2, strlen(v2)},
                                {"sample", 1, "history/sample.v1.avsc", v1, strlen(v1)}};
@@ -129,7 +101,7 @@ static void test_resolve_fixture_v1_to_current(void **state) {
     uint64_t v1_fp = fl_event_type_fingerprint(fl_codec_type(writer, "sample"));
     assert_true(v1_fp != fl_event_type_fingerprint(rtype));
 
-    json_t *j = load_json("tests/fixtures/codec/sample.v1.json");
+    json_t *j = test_load_json_required("tests/fixtures/codec/sample.v1.json");
     size_t len = 0;
     uint8_t *bytes = encode_json(writer, "sample", j, &len);
     const fl_event_type_t *type = NULL;
@@ -138,7 +110,7 @@ static void test_resolve_fixture_v1_to_current(void **state) {
         fail_msg("%s", err.text);
     assert_ptr_equal(type, rtype); /* the old fingerprint maps to the same event type */
     json_t *got = fl_codec_to_json(v);
-    json_t *want = load_json("tests/fixtures/codec/sample.v1.as_current.json");
+    json_t *want = test_load_json_required("tests/fixtures/codec/sample.v1.as_current.json");
     if (!json_equal(got, want)) {
         const char *key;
         json_t *wv;
@@ -363,8 +335,8 @@ static uint64_t rng(void) {
 }
 
 static void test_resolve_fuzz(void **state) {
-    char *v1 = slurp("tests/fixtures/codec/history/sample.v1.avsc");
-    char *v2 = slurp("tests/fixtures/codec/sample.avsc");
+    char *v1 = test_slurp_required("tests/fixtures/codec/history/sample.v1.avsc");
+    char *v2 = test_slurp_required("tests/fixtures/codec/sample.avsc");
     fl_schema_src_t wsrc = {"sample", 0, "v1", v1, strlen(v1)};
     fl_schema_src_t rsrcs[] = {{"sample", 0, "sample.avsc", v2, strlen(v2)},
                                {"sample", 1, "history/sample.v1.avsc", v1, strlen(v1)}};
@@ -372,7 +344,7 @@ static void test_resolve_fuzz(void **state) {
     fl_error_t err = {0};
     assert_int_equal(fl_codec_new_from(&wsrc, 1, &writer, &err), 0);
     assert_int_equal(fl_codec_new_from(rsrcs, 2, &reader, &err), 0);
-    json_t *j = load_json("tests/fixtures/codec/sample.v1.json");
+    json_t *j = test_load_json_required("tests/fixtures/codec/sample.v1.json");
     size_t len = 0;
     uint8_t *good = encode_json(writer, "sample", j, &len);
     uint8_t *buf = malloc(len);
